@@ -1,0 +1,189 @@
+"""What to train: frozen dataclasses, named presets, and resolving flags into one config.
+
+A preset is the full recipe of one source project (architecture and training
+regime). Flags given on the command line override single fields of the preset;
+the resolved config is what a run folder records in `training_options.json`
+and what `generate` rebuilds a generator from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+
+from illustration_gan import UserError
+
+IMAGE_SIZES = (32, 64, 128, 256)
+BALANCE_RULES = ("none", "margin", "monitor", "boost")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild the networks (and nothing about training)."""
+
+    architecture: str = "illustration"  # key of networks.ARCHITECTURES
+    image_size: int = 64
+    z_dim: int = 100
+    z_distribution: str = "truncated_normal"  # "normal" | "truncated_normal" | "uniform"
+    g_width: int = 64  # channels of the last generator level; doubles per level up to 512
+    d_width: int = 64  # channels of the first discriminator level
+    fc_units: int = 1024  # fully connected layers (illustration, dense)
+    minibatch_kernels: int = 0  # minibatch discrimination B (0 = off)
+    minibatch_dims: int = 5  # minibatch discrimination C
+    z_predictor: bool = False  # IllustrationGAN's auxiliary network predicting z
+    critic: bool = False  # linear critic output (WGAN) instead of a logit for BCE
+
+    @property
+    def levels(self) -> int:
+        """Number of 2x resolution steps from 4x4 to image_size."""
+        return int(math.log2(self.image_size)) - 2
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """The optimisation recipe and the regime deciding when D and G update."""
+
+    batch_size: int = 64  # global batch, split across replicas
+    loss: str = "minimax"  # "minimax" (non-saturating G) | "wasserstein"
+    optimizer: str = "adam"  # "adam" | "rmsprop"
+    g_lr: float = 2e-4
+    d_lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    label_smoothing: bool = False
+    noisy_labels: float = 0.0
+    balance: str = "none"
+    margin: float = 1.0
+    monitor_ratio: float = 0.8
+    n_critic: int = 1  # discriminator steps per generator step
+    clip_weights: float = 0.0  # WGAN weight clipping (0 = off)
+    gp_weight: float = 0.0  # WGAN-GP gradient penalty (0 = off)
+    zpred_weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class Config:
+    """One training run: the model, the recipe, the data and the run's bookkeeping."""
+
+    preset: str = "illustration"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    path: str = ""  # image folder, TFRecord folder or glob; "" = built-in toy faces
+    epochs: int = 50
+    seed: int = 0
+    strategy: str = "default"  # "default" | "mirrored" | "multiworker"
+    precision: str = "float32"
+    run_root: str = "runs"
+    max_minutes: float = 0.0  # stop (with a checkpoint) after this wall time; 0 = no limit
+    keep_checkpoints: int = 3
+    grid_size: int = 64  # number of images in the per-epoch sample grid
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Config":
+        known = {f.name for f in dataclasses.fields(cls)}
+        top = {k: v for k, v in data.items() if k in known}
+        top["model"] = _from_dict(ModelConfig, data.get("model", {}))
+        top["training"] = _from_dict(TrainingConfig, data.get("training", {}))
+        return cls(**top)
+
+
+def _from_dict(cls, data: dict):
+    known = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in known})
+
+
+# Each preset reproduces one source. Defaults not listed come from the dataclasses.
+PRESETS: dict[str, tuple[ModelConfig, TrainingConfig]] = {
+    # IllustrationGAN (Boesen, 2016): FC stack + bilinear upsampling G, max-pool D with
+    # minibatch discrimination, and the z-predictor; Adam 2e-4 / 0.5, batch 32.
+    "illustration": (
+        ModelConfig(
+            architecture="illustration",
+            z_distribution="truncated_normal",
+            minibatch_kernels=100,
+            minibatch_dims=5,
+            z_predictor=True,
+        ),
+        TrainingConfig(batch_size=32),
+    ),
+    # DCGAN (Radford et al. 2015) as in the PyTorch DCGAN tutorial.
+    "dcgan": (
+        ModelConfig(architecture="dcgan", z_distribution="normal"),
+        TrainingConfig(),
+    ),
+    # WGAN (Arjovsky et al. 2017) on the DCGAN networks, as the Pokemon GAN project runs it.
+    "wgan": (
+        ModelConfig(architecture="dcgan", z_distribution="normal", critic=True),
+        TrainingConfig(
+            loss="wasserstein",
+            optimizer="rmsprop",
+            g_lr=5e-5,
+            d_lr=5e-5,
+            n_critic=3,
+            clip_weights=0.01,
+        ),
+    ),
+    # Fully connected G and D, as in the cartoon faces project.
+    "dense": (
+        ModelConfig(architecture="dense", z_distribution="uniform", fc_units=1024),
+        TrainingConfig(),
+    ),
+}
+
+
+def resolve(preset: str, overrides: dict) -> Config:
+    """Builds the config of `preset` with `overrides` (field name -> value) applied.
+
+    Field names are unique across Config, ModelConfig and TrainingConfig, so flags
+    can carry the same names.
+    """
+    if preset not in PRESETS:
+        raise UserError(f"unknown model preset {preset!r}; choose from {sorted(PRESETS)}")
+    model, training = PRESETS[preset]
+    groups = {
+        "model": {f.name for f in dataclasses.fields(ModelConfig)},
+        "training": {f.name for f in dataclasses.fields(TrainingConfig)},
+        "top": {f.name for f in dataclasses.fields(Config)} - {"model", "training"},
+    }
+    split = {name: {} for name in groups}
+    for key, value in overrides.items():
+        for name, fields in groups.items():
+            if key in fields:
+                split[name][key] = value
+                break
+        else:
+            raise UserError(f"unknown configuration field {key!r}")
+    config = Config(
+        preset=preset,
+        model=dataclasses.replace(model, **split["model"]),
+        training=dataclasses.replace(training, **split["training"]),
+        **split["top"],
+    )
+    validate(config)
+    return config
+
+
+def validate(config: Config) -> None:
+    """Rules between fields; raises UserError with one clear sentence."""
+    m, t = config.model, config.training
+    if m.image_size not in IMAGE_SIZES:
+        raise UserError(f"image_size must be one of {IMAGE_SIZES}, got {m.image_size}")
+    if t.balance not in BALANCE_RULES:
+        raise UserError(f"balance must be one of {BALANCE_RULES}, got {t.balance!r}")
+    if t.loss == "wasserstein" and not m.critic:
+        raise UserError("the wasserstein loss needs a linear critic (critic=True, as in --model wgan)")
+    if t.loss == "wasserstein" and (t.label_smoothing or t.noisy_labels):
+        raise UserError("label smoothing and noisy labels apply to the minimax loss only")
+    if m.z_predictor and m.architecture != "illustration":
+        raise UserError("the z-predictor reads the IllustrationGAN generator's FC features; use --model illustration")
+    if config.strategy not in ("default", "mirrored", "multiworker"):
+        raise UserError(f"unknown strategy {config.strategy!r}")
+
+
+def dumps(config: Config) -> str:
+    return json.dumps(config.to_json(), indent=2, sort_keys=True)

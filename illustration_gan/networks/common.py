@@ -1,0 +1,97 @@
+"""Pieces shared by every architecture: initialisers, latent sampling, base classes.
+
+Generators and discriminators are `keras.Model` subclasses built from a
+`ModelConfig` dict, so `generator.keras` files rebuild from their own config.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from illustration_gan.config import ModelConfig
+
+
+def weight_init():
+    """N(0, 0.02), the DCGAN paper's initialisation (also IllustrationGAN's stddev)."""
+    return keras.initializers.RandomNormal(stddev=0.02)
+
+
+def batch_norm():
+    # PyTorch's defaults (momentum 0.1 = Keras 0.9, eps 1e-5) and the tutorial's gamma ~ N(1, 0.02).
+    return keras.layers.BatchNormalization(
+        momentum=0.9, epsilon=1e-5, gamma_initializer=keras.initializers.RandomNormal(1.0, 0.02)
+    )
+
+
+def sample_latents(batch: int, z_dim: int, distribution: str, seed) -> tf.Tensor:
+    """Stateless z: the same `seed` (shape [2] int) always gives the same z."""
+    shape = (batch, z_dim)
+    if distribution == "normal":
+        return tf.random.stateless_normal(shape, seed)
+    if distribution == "truncated_normal":
+        return tf.random.stateless_truncated_normal(shape, seed)
+    if distribution == "uniform":
+        return tf.random.stateless_uniform(shape, seed, minval=-1.0, maxval=1.0)
+    raise ValueError(f"unknown z distribution {distribution!r}")
+
+
+def level_widths(base: int, levels: int, coarse_first: bool) -> list[int]:
+    """Channel widths per resolution level: `base` at the finest, doubling up to 512."""
+    fine_first = [min(512, base * 2**i) for i in range(levels)]
+    return fine_first[::-1] if coarse_first else fine_first
+
+
+class ConfiguredModel(keras.Model):
+    """A model whose whole constructor argument is a ModelConfig as a dict."""
+
+    def __init__(self, config: dict, **kwargs):
+        super().__init__(**kwargs)
+        self.model_config = ModelConfig(**config)
+        self._config_dict = dict(config)
+
+    def get_config(self):
+        return {"config": self._config_dict, "name": self.name}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+class Generator(ConfiguredModel):
+    """Maps z (N, z_dim) to images (N, S, S, 3) in [-1, 1].
+
+    `call(z, training, return_features=True)` also returns the features a
+    z-predictor reads (IllustrationGAN); architectures without them return None.
+    """
+
+    def sample_latents(self, batch: int, seed) -> tf.Tensor:
+        return sample_latents(batch, self.model_config.z_dim, self.model_config.z_distribution, seed)
+
+
+class Discriminator(ConfiguredModel):
+    """Maps images to one float32 score per image (a logit, or a critic value)."""
+
+    def _make_head(self):
+        """Minibatch discrimination features (optional) and the final linear unit."""
+        from illustration_gan.networks.layers import MinibatchDiscrimination
+
+        c = self.model_config
+        self.flatten = keras.layers.Flatten()
+        self.minibatch = (
+            MinibatchDiscrimination(c.minibatch_kernels, c.minibatch_dims, dtype="float32")
+            if c.minibatch_kernels > 0
+            else None
+        )
+        self.score = keras.layers.Dense(1, kernel_initializer=weight_init(), dtype="float32")
+
+    def _minibatch_features(self, flat):
+        if self.minibatch is None:
+            return None
+        return self.minibatch(tf.cast(flat, tf.float32))
+
+    def _score(self, features, minibatch_features):
+        features = tf.cast(features, tf.float32)
+        if minibatch_features is not None:
+            features = tf.concat([features, minibatch_features], axis=-1)
+        return tf.squeeze(self.score(features), axis=-1)

@@ -1,0 +1,73 @@
+"""DCGAN (Radford et al. 2015, arXiv:1511.06434) as in the PyTorch DCGAN tutorial.
+
+Generator: z -> 4x4 projection, then 4x4 stride-2 transposed convolutions with
+batch norm and ReLU, tanh output. Discriminator: 4x4 stride-2 convolutions with
+batch norm (not on the first) and LeakyReLU 0.2, one linear output. At 64x64
+the widths are 512-256-128-64 (G) and 64-128-256-512 (D), as in the tutorial.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from illustration_gan.networks.common import (
+    Discriminator,
+    Generator,
+    batch_norm,
+    level_widths,
+    weight_init,
+)
+
+PACKAGE = "illustration_gan"
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class DCGANGenerator(Generator):
+    def __init__(self, config: dict, **kwargs):
+        super().__init__(config, **kwargs)
+        c = self.model_config
+        widths = level_widths(c.g_width, c.levels, coarse_first=True)
+        # A dense projection to 4x4 equals the tutorial's 4x4 transposed conv on a 1x1 input.
+        self.project = keras.Sequential(
+            [
+                keras.layers.Dense(4 * 4 * widths[0], use_bias=False, kernel_initializer=weight_init()),
+                batch_norm(),
+                keras.layers.ReLU(),
+                keras.layers.Reshape((4, 4, widths[0])),
+            ],
+            name="project",
+        )
+        blocks = []
+        for width in widths[1:]:
+            blocks += [
+                keras.layers.Conv2DTranspose(width, 4, 2, "same", use_bias=False, kernel_initializer=weight_init()),
+                batch_norm(),
+                keras.layers.ReLU(),
+            ]
+        blocks.append(keras.layers.Conv2DTranspose(3, 4, 2, "same", kernel_initializer=weight_init()))
+        blocks.append(keras.layers.Activation("tanh", dtype="float32"))
+        self.upsample = keras.Sequential(blocks, name="upsample")
+
+    def call(self, z, training=False, return_features=False):
+        images = self.upsample(self.project(z, training=training), training=training)
+        return (images, None) if return_features else images
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class DCGANDiscriminator(Discriminator):
+    def __init__(self, config: dict, **kwargs):
+        super().__init__(config, **kwargs)
+        c = self.model_config
+        layers = []
+        for i, width in enumerate(level_widths(c.d_width, c.levels, coarse_first=False)):
+            layers.append(keras.layers.Conv2D(width, 4, 2, "same", use_bias=False, kernel_initializer=weight_init()))
+            if i > 0:
+                layers.append(batch_norm())
+            layers.append(keras.layers.LeakyReLU(0.2))
+        self.body = keras.Sequential(layers, name="body")
+        self._make_head()
+
+    def call(self, images, training=False):
+        flat = self.flatten(self.body(images, training=training))
+        # The tutorial's final 4x4 valid convolution is this dense layer on the flattened 4x4 map.
+        return self._score(flat, self._minibatch_features(flat))

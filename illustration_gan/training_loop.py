@@ -1,0 +1,436 @@
+"""The training step and the epoch loop.
+
+One `tf.function` step does, under any `tf.distribute` strategy:
+  1. in each replica: sample z, run G once and D on the real and the fake batch,
+     and take both networks' gradients from that one forward pass (simultaneous
+     gradients, as TF-GAN's GANTrainSteps(1, 1); the G gradient sees D before
+     this step's D update);
+  2. across replicas: sum the gradients, let `regimes.decide` choose from the
+     batch's losses which networks update, and apply the updates under `tf.cond`
+     (in cross-replica context, where conditional all-reduces are allowed).
+The z of every step comes from a stateless seed (run seed, replica, step), so a
+resumed run samples exactly the z an uninterrupted run would.
+
+Checkpoints hold both networks, the z-predictor, both optimizers, the step and
+epoch counters and the regime's state. Ctrl-C / SIGTERM and `--max_minutes`
+save one and stop; a non-finite loss stops without saving, so the newest
+checkpoint is the last good one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from illustration_gan import data, distribute, losses, regimes, run_folder
+from illustration_gan.config import Config
+from illustration_gan.networks import build_networks
+
+FIXED_Z_SEED = (20160101, 7)  # the seed of the per-epoch sample grid's z
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+class TrainingInterrupted(Exception):
+    """Raised after a checkpoint was written because of a signal."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def make_optimizer(kind: str, learning_rate: float, beta1: float, beta2: float, precision: str):
+    if kind == "adam":
+        optimizer = keras.optimizers.Adam(learning_rate, beta_1=beta1, beta_2=beta2)
+    elif kind == "rmsprop":
+        optimizer = keras.optimizers.RMSprop(learning_rate)
+    else:
+        raise ValueError(f"unknown optimizer {kind!r}")
+    if precision == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+class GANTrainer:
+    """Networks, optimizers, the compiled step and the checkpoint of one run."""
+
+    def __init__(self, config: Config, strategy: tf.distribute.Strategy):
+        self.config = config
+        self.strategy = strategy
+        t = config.training
+        keras.mixed_precision.set_global_policy(config.precision)
+        with strategy.scope():
+            self.networks = build_networks(config.model)
+            self.g_optimizer = make_optimizer(t.optimizer, t.g_lr, t.beta1, t.beta2, config.precision)
+            self.d_optimizer = make_optimizer(t.optimizer, t.d_lr, t.beta1, t.beta2, config.precision)
+            self.g_optimizer.build(self.generator_variables)
+            self.d_optimizer.build(self.discriminator.trainable_variables)
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+            self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+            self.boost_mode = tf.Variable(0, dtype=tf.int32, trainable=False, name="boost_mode")
+            self.boost_left = tf.Variable(0, dtype=tf.int32, trainable=False, name="boost_left")
+        parts = dict(
+            generator=self.generator,
+            discriminator=self.discriminator,
+            g_optimizer=self.g_optimizer,
+            d_optimizer=self.d_optimizer,
+            step=self.step,
+            epoch=self.epoch,
+            boost_mode=self.boost_mode,
+            boost_left=self.boost_left,
+        )
+        if self.z_predictor is not None:
+            parts["z_predictor"] = self.z_predictor
+        self.checkpoint = tf.train.Checkpoint(**parts)
+        self.train_step = tf.function(self._train_step)
+
+    @property
+    def generator(self):
+        return self.networks.generator
+
+    @property
+    def discriminator(self):
+        return self.networks.discriminator
+
+    @property
+    def z_predictor(self):
+        return self.networks.z_predictor
+
+    @property
+    def generator_variables(self):
+        """G's weights plus the z-predictor's: both minimise the generator-side loss."""
+        extra = self.z_predictor.trainable_variables if self.z_predictor is not None else []
+        return self.generator.trainable_variables + extra
+
+    # -- the step ----------------------------------------------------------
+
+    def _seed(self, salt: int, replica=0):
+        return tf.stack([tf.cast(self.config.seed * 1_000_003 + salt * 1009 + replica, tf.int64), self.step])
+
+    def _replica_step(self, real, swap):
+        t = self.config.training
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        batch = tf.shape(real)[0]
+        z = self.generator.sample_latents(batch, self._seed(1, replica))
+        wasserstein = t.loss == "wasserstein"
+
+        def average(per_example):
+            return tf.nn.compute_average_loss(tf.cast(per_example, tf.float32), global_batch_size=t.batch_size)
+
+        with tf.GradientTape(persistent=True) as tape:
+            fake, features = self.generator(z, training=True, return_features=True)
+            real_scores = self.discriminator(real, training=True)
+            fake_scores = self.discriminator(fake, training=True)
+            if wasserstein:
+                d_loss = average(losses.wasserstein_discriminator_loss(real_scores, fake_scores))
+                g_loss = average(losses.wasserstein_generator_loss(fake_scores))
+            else:
+                d_loss = average(losses.minimax_discriminator_loss(real_scores, fake_scores, t.label_smoothing, swap))
+                g_loss = average(losses.non_saturating_generator_loss(fake_scores, t.label_smoothing))
+            d_total, g_total = d_loss, g_loss
+            metrics = {"d_loss": d_loss, "g_loss": g_loss}
+            if t.gp_weight > 0:
+                penalty = average(
+                    losses.wasserstein_gradient_penalty(
+                        self.discriminator, real, tf.stop_gradient(fake), self._seed(2, replica)
+                    )
+                )
+                d_total += t.gp_weight * penalty
+                metrics["gradient_penalty"] = penalty
+            if self.z_predictor is not None:
+                zpred_loss = average(losses.z_prediction_loss(z, self.z_predictor(features, training=True)))
+                g_total += t.zpred_weight * zpred_loss
+                metrics["zpred_loss"] = zpred_loss
+            d_scaled = self._scale(self.d_optimizer, d_total)
+            g_scaled = self._scale(self.g_optimizer, g_total)
+        d_grads = tape.gradient(d_scaled, self.discriminator.trainable_variables)
+        g_grads = tape.gradient(g_scaled, self.generator_variables)
+        del tape
+        to_prob = (lambda s: s) if wasserstein else tf.sigmoid
+        metrics["d_real"] = average(to_prob(real_scores))
+        metrics["d_fake"] = average(to_prob(fake_scores))
+        return metrics, d_grads, g_grads
+
+    @staticmethod
+    def _scale(optimizer, loss):
+        return optimizer.scale_loss(loss) if hasattr(optimizer, "scale_loss") else loss
+
+    def _apply_d(self, grads):
+        self.d_optimizer.apply(grads, self.discriminator.trainable_variables)
+        clip = self.config.training.clip_weights
+        if clip > 0:
+            for variable in self.discriminator.trainable_variables:
+                variable.assign(tf.clip_by_value(variable, -clip, clip))
+        return tf.constant(True)
+
+    def _apply_g(self, grads):
+        self.g_optimizer.apply(grads, self.generator_variables)
+        return tf.constant(True)
+
+    def _train_step(self, iterator):
+        t = self.config.training
+        k = tf.random.stateless_uniform([], self._seed(3))
+        noise_draw = tf.random.stateless_uniform([], self._seed(4))
+        swap = regimes.swap_labels(t.balance, k, noise_draw, t.noisy_labels, self.boost_mode)
+        real = next(iterator)
+        metrics, d_grads, g_grads = self.strategy.run(self._replica_step, args=(real, swap))
+        reduce = lambda value: self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)  # noqa: E731
+        metrics = {name: reduce(value) for name, value in metrics.items()}
+        d_grads, g_grads = reduce(d_grads), reduce(g_grads)
+        decision = regimes.decide(
+            t.balance,
+            metrics["d_loss"],
+            metrics["g_loss"],
+            step=self.step,
+            k=k,
+            boost_mode=self.boost_mode,
+            boost_left=self.boost_left,
+            margin=t.margin,
+            monitor_ratio=t.monitor_ratio,
+            n_critic=t.n_critic,
+        )
+        no_update = lambda: tf.constant(False)  # noqa: E731
+        d_updated = tf.cond(decision.update_d, lambda: self._apply_d(d_grads), no_update)
+        g_updated = tf.cond(decision.update_g, lambda: self._apply_g(g_grads), no_update)
+        self.boost_mode.assign(decision.boost_mode)
+        self.boost_left.assign(decision.boost_left)
+        self.step.assign_add(1)
+        metrics["d_updates"] = tf.cast(d_updated, tf.float32)
+        metrics["g_updates"] = tf.cast(g_updated, tf.float32)
+        metrics["labels_swapped"] = tf.cast(swap, tf.float32)
+        return metrics
+
+    # -- sampling ----------------------------------------------------------
+
+    def fixed_latents(self, count: int) -> tf.Tensor:
+        return self.generator.sample_latents(count, tf.constant(FIXED_Z_SEED, tf.int64))
+
+    def sample_grid(self, z) -> np.ndarray:
+        images = self.generator(z, training=False)
+        return run_folder.image_grid(data.to_uint8(images))
+
+
+@dataclass
+class _StopFlag:
+    signum: int = 0
+
+
+def _install_signal_handlers(flag: _StopFlag):
+    previous = {}
+
+    def handler(signum, frame):
+        if flag.signum:  # second signal: stop now
+            signal.signal(signum, previous.get(signum, signal.SIG_DFL))
+            raise KeyboardInterrupt
+        flag.signum = signum
+        logging.warning("%s received: finishing this step and writing a checkpoint", signal.Signals(signum).name)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[signum] = signal.signal(signum, handler)
+        except ValueError:  # not the main thread (e.g. some test runners)
+            pass
+    return previous
+
+
+def _restore_signal_handlers(previous):
+    for signum, old in previous.items():
+        signal.signal(signum, old)
+
+
+def _format_seconds(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+class _Log:
+    """Writes a line to stdout and to the run's log.txt."""
+
+    def __init__(self, path: str | None):
+        self.file = open(path, "a") if path else None
+
+    def __call__(self, line: str):
+        print(line, flush=True)
+        if self.file:
+            self.file.write(line + "\n")
+            self.file.flush()
+
+    def close(self):
+        if self.file:
+            self.file.close()
+
+
+def train(
+    config: Config,
+    source: data.ImageSource,
+    run_dir: str,
+    strategy: tf.distribute.Strategy,
+    resume: bool = False,
+    callbacks: list | None = None,
+) -> GANTrainer:
+    """Trains for `config.epochs` epochs (or until stopped), writing into `run_dir`.
+
+    `callbacks` are objects with an `on_epoch_end(trainer, epoch, record)` method,
+    called on the chief after each epoch's files are written; they may add keys
+    to `record` (stats.jsonl) before it is written.
+    """
+    chief = distribute.is_chief(strategy)
+    out_dir = distribute.write_dir(run_dir, strategy)
+    os.makedirs(out_dir, exist_ok=True)
+    trainer = GANTrainer(config, strategy)
+    t = config.training
+    global_batch = t.batch_size
+    steps_per_epoch = source.num_images // global_batch
+    if steps_per_epoch == 0:
+        from illustration_gan import UserError
+
+        raise UserError(f"{source.num_images} images are fewer than one batch of {global_batch}")
+
+    manager = tf.train.CheckpointManager(
+        trainer.checkpoint, os.path.join(out_dir, "checkpoints"), max_to_keep=config.keep_checkpoints
+    )
+    if resume:
+        if manager.latest_checkpoint is None:
+            from illustration_gan import UserError
+
+            raise UserError(f"nothing to resume: no checkpoint in {run_dir}/checkpoints")
+        trainer.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    start_epoch = int(trainer.epoch.numpy())
+    steps_done = int(trainer.step.numpy()) - start_epoch * steps_per_epoch
+    steps_done = min(max(steps_done, 0), steps_per_epoch - 1)
+
+    stats_path = os.path.join(run_dir, run_folder.STATS_FILE)
+    log = _Log(os.path.join(run_dir, "log.txt") if chief else None)
+    if resume and chief:
+        run_folder.truncate_stats(stats_path, start_epoch)
+        log(f"resuming {run_dir} at epoch {start_epoch + 1}, step {int(trainer.step.numpy())}")
+
+    dataset = strategy.distribute_datasets_from_function(
+        lambda ctx: data.training_dataset(
+            source, config.model.image_size, global_batch, seed=config.seed + start_epoch, input_context=ctx
+        )
+    )
+    iterator = iter(dataset)
+    fixed_z = trainer.fixed_latents(config.grid_size)
+    writer = tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard")) if chief else None
+
+    stop = _StopFlag()
+    previous_handlers = _install_signal_handlers(stop)
+    deadline = time.time() + config.max_minutes * 60 if config.max_minutes > 0 else math.inf
+    interactive = sys.stdout.isatty()
+    epoch_times: list[float] = []
+    stopped_early = False
+    try:
+        for epoch in range(start_epoch + 1, config.epochs + 1):
+            sums: dict[str, float] = {}
+            steps_this_epoch = steps_per_epoch - steps_done
+            started = time.time()
+            for i in range(steps_this_epoch):
+                metrics = trainer.train_step(iterator)
+                values = {k: float(v) for k, v in metrics.items()}
+                if not (math.isfinite(values["d_loss"]) and math.isfinite(values["g_loss"])):
+                    raise TrainingDiverged(
+                        f"non-finite loss at epoch {epoch}, step {int(trainer.step.numpy())} "
+                        f"(d_loss={values['d_loss']}, g_loss={values['g_loss']}); the newest checkpoint in "
+                        f"{run_dir}/checkpoints is the last good one. Try lower learning rates."
+                    )
+                for k, v in values.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                if interactive:
+                    rate = (i + 1) * global_batch / (time.time() - started)
+                    print(
+                        f"\repoch {epoch} {i + 1}/{steps_this_epoch}  d {values['d_loss']:.3f}  "
+                        f"g {values['g_loss']:.3f}  {rate:.0f} img/s",
+                        end="",
+                        flush=True,
+                    )
+                if stop.signum or time.time() > deadline:
+                    break
+            if interactive:
+                print("\r", end="")
+            steps_run = i + 1
+            if steps_run < steps_this_epoch:  # stopped inside the epoch: checkpoint the step, not the epoch
+                manager.save()
+                stopped_early = True
+                break
+            steps_done = 0
+            elapsed = time.time() - started
+            epoch_times.append(elapsed)
+            trainer.epoch.assign(epoch)
+            manager.save()
+            record = {k: v / steps_run for k, v in sums.items() if k not in ("d_updates", "g_updates", "labels_swapped")}
+            record.update(
+                epoch=epoch,
+                step=int(trainer.step.numpy()),
+                d_updates=int(sums["d_updates"]),
+                g_updates=int(sums["g_updates"]),
+                labels_swapped=int(sums["labels_swapped"]),
+                images_per_second=steps_run * global_batch / elapsed,
+                epoch_seconds=elapsed,
+                wall_time=time.time(),
+            )
+            grid = trainer.sample_grid(fixed_z)
+            _save_keras_generator(trainer, out_dir)
+            if chief:
+                run_folder.save_png(os.path.join(run_dir, f"fakes_{epoch:06d}.png"), grid)
+                for callback in callbacks or []:
+                    callback.on_epoch_end(trainer, epoch, record)
+                run_folder.append_jsonl(stats_path, record)
+                run_folder.plot_losses(run_folder.read_jsonl(stats_path), os.path.join(run_dir, "losses.png"))
+                with writer.as_default(step=epoch):
+                    for k in ("d_loss", "g_loss", "zpred_loss", "d_real", "d_fake", "images_per_second"):
+                        if k in record:
+                            tf.summary.scalar(k, record[k])
+                    tf.summary.image("fakes", grid[None], max_outputs=1)
+                remaining = (config.epochs - epoch) * float(np.mean(epoch_times[-3:]))
+                extra = f"  zpred {record['zpred_loss']:.3f}" if "zpred_loss" in record else ""
+                log(
+                    f"epoch {epoch}/{config.epochs}  d_loss {record['d_loss']:.3f}  g_loss {record['g_loss']:.3f}{extra}"
+                    f"  D(x) {record['d_real']:.2f}  D(G(z)) {record['d_fake']:.2f}"
+                    f"  updates D {record['d_updates']} G {record['g_updates']}"
+                    f"  {record['images_per_second']:.1f} img/s  {_format_seconds(elapsed)}/epoch"
+                    f"  left {_format_seconds(remaining)}"
+                )
+            if stop.signum or time.time() > deadline:
+                stopped_early = epoch < config.epochs
+                break
+    finally:
+        _restore_signal_handlers(previous_handlers)
+        if chief and writer is not None:
+            writer.flush()
+        if chief:
+            run_folder.write_progress_gif(run_dir)
+        if not chief:
+            shutil.rmtree(out_dir, ignore_errors=True)
+    if stopped_early and chief:
+        reason = signal.Signals(stop.signum).name if stop.signum else f"--max_minutes {config.max_minutes:g}"
+        log(
+            f"stopped by {reason} at epoch {int(trainer.epoch.numpy())}, step {int(trainer.step.numpy())}; "
+            f"checkpoint written. Continue with: python train.py --TYPE train --resume {run_dir}"
+        )
+    log.close()
+    if stop.signum:
+        raise TrainingInterrupted(stop.signum)
+    return trainer
+
+
+def _save_keras_generator(trainer: GANTrainer, out_dir: str) -> None:
+    """generator.keras, written to a temporary name first so a crash never leaves half a file."""
+    path = os.path.join(out_dir, run_folder.GENERATOR_FILE)
+    tmp = os.path.join(out_dir, "generator.tmp.keras")
+    trainer.generator.save(tmp)
+    os.replace(tmp, path)

@@ -1,0 +1,203 @@
+"""illustration-gan command line: train, generate, evaluate, inspect and serve GANs.
+
+  python train.py --TYPE train --path faces/ --batch_size 64 --epochs 50
+  python train.py --TYPE train                     # built-in toy faces, a few minutes on a CPU
+  python train.py --TYPE generate --img_num 100    # newest run unless --run_dir / --checkpoint
+  python train.py --TYPE train --resume latest     # continue the newest run
+
+Flags given explicitly override the preset chosen by --model; --dry_run prints
+the resolved configuration as JSON and exits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of the log
+
+from absl import app, flags, logging  # noqa: E402
+
+from illustration_gan import config as config_lib  # noqa: E402
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_enum("TYPE", "train", ["train", "generate"], "What to do.")
+# Data
+flags.DEFINE_string("path", "", "Training images: a folder (searched recursively), a folder of TFRecord shards, "
+                    "or a glob of shards (gs:// works). Empty: the built-in procedural toy faces.")
+flags.DEFINE_integer("toy_count", 4096, "Number of toy faces when --path is empty.", lower_bound=64)
+# Model
+flags.DEFINE_enum("model", "illustration", sorted(config_lib.PRESETS), "Model preset (architecture + training recipe).")
+flags.DEFINE_integer("image_size", 64, "Training resolution (32, 64, 128 or 256). Default 32 on the toy faces.")
+flags.DEFINE_integer("z_dim", 100, "Size of the latent vector z.", lower_bound=1)
+flags.DEFINE_integer("g_width", 64, "Generator channels at the finest level (doubling per level, up to 512).", lower_bound=1)
+flags.DEFINE_integer("d_width", 64, "Discriminator channels at the finest level.", lower_bound=1)
+flags.DEFINE_integer("fc_units", 1024, "Width of fully connected layers (illustration, dense).", lower_bound=1)
+flags.DEFINE_integer("minibatch_kernels", 0, "Minibatch discrimination kernels B (0 = off).", lower_bound=0)
+flags.DEFINE_integer("minibatch_dims", 5, "Minibatch discrimination kernel dimensions C.", lower_bound=1)
+flags.DEFINE_bool("z_predictor", False, "IllustrationGAN's auxiliary z-predictor (illustration model only).")
+# Training recipe
+flags.DEFINE_integer("batch_size", 64, "Global batch size, split across replicas.", lower_bound=1)
+flags.DEFINE_integer("epochs", 50, "Epochs to train (total, counting epochs before a resume).", lower_bound=1)
+flags.DEFINE_enum("loss", "minimax", ["minimax", "wasserstein"], "GAN loss.")
+flags.DEFINE_enum("optimizer", "adam", ["adam", "rmsprop"], "Optimizer of both networks.")
+flags.DEFINE_float("g_lr", 2e-4, "Generator learning rate.", lower_bound=0)
+flags.DEFINE_float("d_lr", 2e-4, "Discriminator learning rate.", lower_bound=0)
+flags.DEFINE_float("beta1", 0.5, "Adam beta1.", lower_bound=0, upper_bound=1)
+flags.DEFINE_float("beta2", 0.999, "Adam beta2.", lower_bound=0, upper_bound=1)
+flags.DEFINE_bool("label_smoothing", False, "BCE targets 0.95 (real) and 0.05 (fake) for D and G.")
+flags.DEFINE_float("noisy_labels", 0.0, "Probability that a D step swaps real and fake labels.", lower_bound=0, upper_bound=1)
+flags.DEFINE_enum("balance", "none", list(config_lib.BALANCE_RULES), "When D and G update (see README, Regimes).")
+flags.DEFINE_float("margin", 1.0, "--balance margin: largest allowed |G loss - D loss|.", lower_bound=0)
+flags.DEFINE_float("monitor_ratio", 0.8, "--balance monitor: D updates only when D loss > ratio * G loss.", lower_bound=0)
+flags.DEFINE_integer("n_critic", 1, "Discriminator steps per generator step.", lower_bound=1)
+flags.DEFINE_float("clip_weights", 0.0, "Clip critic weights to +-value after each step (WGAN); 0 = off.", lower_bound=0)
+flags.DEFINE_float("gp_weight", 0.0, "Gradient penalty weight (WGAN-GP); 0 = off.", lower_bound=0)
+flags.DEFINE_float("zpred_weight", 1.0, "Weight of the z-prediction loss.", lower_bound=0)
+# Run
+flags.DEFINE_integer("seed", 0, "Random seed (z sampling, shuffling, generation).")
+flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multiworker"], "tf.distribute strategy.")
+flags.DEFINE_integer("cpu_replicas", 2, "--strategy mirrored without GPUs: logical CPU devices.", lower_bound=1)
+flags.DEFINE_enum("precision", "float32", ["float32", "mixed_float16", "mixed_bfloat16"], "Keras dtype policy.")
+flags.DEFINE_string("run_root", "runs", "Folder holding the run folders.")
+flags.DEFINE_string("run_dir", "", "A run folder: where to train (multi-worker) or which run to use ('' = newest).")
+flags.DEFINE_string("resume", "", "Continue a run from its newest checkpoint: a run folder or 'latest'.")
+flags.DEFINE_float("max_minutes", 0.0, "Stop (with a checkpoint) after this many minutes; 0 = no limit.", lower_bound=0)
+flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints to keep.", lower_bound=1)
+flags.DEFINE_bool("dry_run", False, "Print the resolved configuration as JSON and exit.")
+# Generate
+flags.DEFINE_integer("img_num", 100, "Number of images to generate.", lower_bound=1, upper_bound=100_000)
+flags.DEFINE_string("output", "", "Output folder of generate ('' = a new generated-NNN/ in the run folder).")
+flags.DEFINE_string("checkpoint", "", "Generate from this checkpoint (prefix or checkpoints/ folder) instead of generator.keras.")
+flags.DEFINE_bool("overwrite", False, "Allow generate to replace existing files.")
+
+flags.register_validator("image_size", lambda v: v in config_lib.IMAGE_SIZES,
+                         message=f"--image_size must be one of {config_lib.IMAGE_SIZES}")
+flags.register_multi_flags_validator(
+    ["strategy", "run_dir", "TYPE", "resume"],
+    lambda f: f["strategy"] != "multiworker" or f["TYPE"] != "train" or bool(f["run_dir"] or f["resume"]),
+    message="--strategy multiworker needs --run_dir (the same folder on every worker)",
+)
+
+CONFIG_FLAGS = (
+    "image_size z_dim g_width d_width fc_units minibatch_kernels minibatch_dims z_predictor batch_size loss "
+    "optimizer g_lr d_lr beta1 beta2 label_smoothing noisy_labels balance margin monitor_ratio n_critic "
+    "clip_weights gp_weight zpred_weight epochs seed strategy precision run_root max_minutes keep_checkpoints"
+).split()
+TOY_DEFAULTS = {"image_size": 32, "epochs": 10}  # the first-run default: minutes on a laptop CPU
+
+
+def resolved_config() -> config_lib.Config:
+    overrides = {name: FLAGS[name].value for name in CONFIG_FLAGS if FLAGS[name].present}
+    if not FLAGS.path:
+        for name, value in TOY_DEFAULTS.items():
+            overrides.setdefault(name, value)
+    overrides["path"] = FLAGS.path
+    return config_lib.resolve(FLAGS.model, overrides)
+
+
+def run_train():
+    from illustration_gan import UserError, distribute, run_folder, toy_faces, training_loop
+    from illustration_gan import data as data_lib
+
+    if FLAGS.resume:
+        run_dir = run_folder.resolve_run_dir(FLAGS.resume, FLAGS.run_root)
+        options = run_folder.read_json(os.path.join(run_dir, run_folder.OPTIONS_FILE))
+        config = config_lib.Config.from_json(options["config"])
+        changes = {name: FLAGS[name].value for name in ("epochs", "max_minutes") if FLAGS[name].present}
+        config = config_lib.resolve(config.preset, {**_flat(config), **changes})
+    else:
+        config = resolved_config()
+    if FLAGS.dry_run:
+        print(config_lib.dumps(config))
+        return 0
+    strategy = distribute.make_strategy(config.strategy, FLAGS.cpu_replicas)
+    path = config.path
+    if not path:
+        path = toy_faces.ensure_dataset(FLAGS.toy_count, seed=0)
+        logging.info("no --path: training on %d procedural toy faces in %s", FLAGS.toy_count, path)
+        print(f"No --path given: training on {FLAGS.toy_count} built-in procedural toy faces "
+              f"(cartoon faces with 6 hair colours x 4 eye colours x 2 hair styles), {path}", flush=True)
+    source = data_lib.scan(path)
+    if FLAGS.resume:
+        run_dir = run_folder.resolve_run_dir(FLAGS.resume, FLAGS.run_root)
+    elif FLAGS.run_dir:
+        run_dir = FLAGS.run_dir
+        if os.path.exists(os.path.join(run_dir, run_folder.STATS_FILE)) and distribute.is_chief(strategy):
+            raise UserError(f"{run_dir} already holds a run; use --resume {run_dir} to continue it")
+        os.makedirs(run_dir, exist_ok=True)
+    else:
+        dataset_name = "toyfaces" if not config.path else source.name
+        run_dir = run_folder.new_run_dir(config.run_root, dataset_name, config.preset)
+    if distribute.is_chief(strategy) and not FLAGS.resume:
+        run_folder.write_json(os.path.join(run_dir, run_folder.OPTIONS_FILE), _options(config, source, strategy))
+    print(f"run folder: {run_dir}  ({source.num_images} images, {len(source.skipped)} skipped; "
+          f"{strategy.num_replicas_in_sync} replica(s))", flush=True)
+    try:
+        training_loop.train(config, source, run_dir, strategy, resume=bool(FLAGS.resume))
+    except training_loop.TrainingInterrupted as stop:
+        return 128 + stop.signum
+    except training_loop.TrainingDiverged as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _flat(config: config_lib.Config) -> dict:
+    data = config.to_json()
+    flat = {**data.pop("model"), **data.pop("training"), **data}
+    flat.pop("preset")
+    return flat
+
+
+def _options(config, source, strategy) -> dict:
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    import illustration_gan
+
+    return {
+        "config": config.to_json(),
+        "command": " ".join(sys.argv),
+        "dataset": {"path": config.path or "toy_faces", "kind": source.kind, "num_images": source.num_images,
+                    "skipped_files": len(source.skipped), "skipped": list(source.skipped[:100])},
+        "replicas": strategy.num_replicas_in_sync,
+        "versions": {"illustration_gan": illustration_gan.__version__, "tensorflow": tf.__version__,
+                     "keras": keras.__version__, "numpy": np.__version__, "python": sys.version.split()[0]},
+    }
+
+
+def run_generate():
+    from illustration_gan import generate, run_folder
+
+    sampler = generate.load_sampler(FLAGS.run_dir, FLAGS.checkpoint, FLAGS.run_root)
+    if FLAGS.output:
+        output = FLAGS.output
+    else:
+        run_dir = FLAGS.run_dir or (os.path.dirname(os.path.dirname(os.path.abspath(FLAGS.checkpoint)))
+                                    if FLAGS.checkpoint else run_folder.latest_run_dir(FLAGS.run_root))
+        output = generate.next_output_dir(run_dir)
+    paths = generate.write_images(sampler, FLAGS.img_num, output, seed=FLAGS.seed, overwrite=FLAGS.overwrite)
+    print(f"wrote {len(paths) - 1} images and {os.path.basename(paths[-1])} to {output}")
+    return 0
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    from illustration_gan import UserError
+
+    if not FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines drown the per-epoch log
+    try:
+        return {"train": run_train, "generate": run_generate}[FLAGS.TYPE]()
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    app.run(main)
