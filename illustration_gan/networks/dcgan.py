@@ -31,9 +31,9 @@ class DCGANGenerator(Generator):
         self.project = keras.Sequential(
             [
                 keras.layers.Dense(4 * 4 * widths[0], use_bias=False, kernel_initializer=weight_init()),
-                batch_norm(),
-                keras.layers.ReLU(),
                 keras.layers.Reshape((4, 4, widths[0])),
+                batch_norm(),  # per channel, as after the tutorial's transposed convolution
+                keras.layers.ReLU(),
             ],
             name="project",
         )

@@ -1,0 +1,39 @@
+"""Shared fixtures: where the shared real data lives, small image folders, quiet TensorFlow."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+FACES = SHARED / "anime_faces"
+
+
+def require_shared(*parts: str) -> Path:
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"shared test data not found at {path} (the project's ../shared/data)")
+    return path
+
+
+@pytest.fixture
+def real_faces(tmp_path) -> Path:
+    """A folder with 64 real anime faces (copied from ../shared/data into tmp, never into the repo)."""
+    source = require_shared("anime_faces")
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    for i in range(64):
+        shutil.copy(source / f"{i}.jpg", folder / f"{i}.jpg")
+    return folder
+
+
+@pytest.fixture
+def small_overrides() -> dict:
+    """A DCGAN small enough to train an epoch in seconds."""
+    return dict(image_size=32, g_width=16, d_width=16, batch_size=16, epochs=1, z_dim=32)

@@ -1,0 +1,47 @@
+import json
+
+import pytest
+
+from illustration_gan import UserError
+from illustration_gan import config as config_lib
+
+
+def test_presets_resolve_and_roundtrip_through_json():
+    for name in config_lib.PRESETS:
+        config = config_lib.resolve(name, {})
+        again = config_lib.Config.from_json(json.loads(config_lib.dumps(config)))
+        assert again == config
+        assert again.preset == name
+
+
+def test_overrides_reach_the_right_group():
+    config = config_lib.resolve("dcgan", {"batch_size": 8, "image_size": 32, "epochs": 3})
+    assert config.training.batch_size == 8
+    assert config.model.image_size == 32
+    assert config.epochs == 3
+    assert config.model.levels == 3
+
+
+def test_presets_follow_their_sources():
+    illustration = config_lib.resolve("illustration", {})
+    assert illustration.model.z_predictor and illustration.model.minibatch_kernels == 100
+    assert illustration.training.batch_size == 32
+    wgan = config_lib.resolve("wgan", {})
+    assert wgan.training.loss == "wasserstein" and wgan.training.optimizer == "rmsprop"
+    assert wgan.training.clip_weights == 0.01 and wgan.training.n_critic == 3 and wgan.model.critic
+
+
+@pytest.mark.parametrize(
+    "preset, overrides, message",
+    [
+        ("dcgan", {"image_size": 48}, "image_size"),
+        ("dcgan", {"loss": "wasserstein"}, "critic"),
+        ("dcgan", {"z_predictor": True}, "z-predictor"),
+        ("wgan", {"label_smoothing": True}, "minimax"),
+        ("dcgan", {"no_such_field": 1}, "unknown"),
+        ("nope", {}, "preset"),
+    ],
+)
+def test_invalid_configs_fail_with_a_clear_message(preset, overrides, message):
+    with pytest.raises(UserError, match=message):
+        config_lib.resolve(preset, overrides)

@@ -1,0 +1,111 @@
+import hashlib
+import io
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from illustration_gan import UserError, data
+
+
+def _png(array, mode=None):
+    buffer = io.BytesIO()
+    Image.fromarray(array, mode=mode).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def odd_folder(tmp_path):
+    """Good images in every odd colour format, and files that are not images."""
+    folder = tmp_path / "odd"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "rgb.png").write_bytes(_png(np.full((40, 40, 3), (200, 10, 10), np.uint8)))
+    (folder / "sub" / "gray.png").write_bytes(_png(np.full((30, 50), 90, np.uint8)))
+    rgba = np.zeros((40, 40, 4), np.uint8)
+    rgba[..., 2] = 255
+    rgba[:, :20, 3] = 255  # left half opaque blue, right half transparent
+    (folder / "rgba.png").write_bytes(_png(rgba))
+    buffer = io.BytesIO()
+    Image.new("CMYK", (40, 40), (0, 255, 255, 0)).save(buffer, "JPEG")  # red in CMYK
+    (folder / "cmyk.jpg").write_bytes(buffer.getvalue())
+    sixteen = tf.io.encode_png(np.full((20, 20, 3), 65535, np.uint16)).numpy()
+    (folder / "sixteen.png").write_bytes(sixteen)
+    (folder / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"garbage" * 20)
+    (folder / "notes.png").write_text("this is a text file named .png")
+    (folder / "readme.txt").write_text("ignored: not an image extension")
+    return folder
+
+
+def _digest(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_scan_skips_bad_files_by_name_and_keeps_odd_formats(odd_folder):
+    before = _digest(odd_folder)
+    source = data.scan(str(odd_folder))
+    assert source.num_images == 5
+    assert sorted(p.rsplit("/", 1)[1] for p in source.skipped) == ["corrupt.jpg", "notes.png"]
+    assert _digest(odd_folder) == before  # the input folder is never modified
+
+
+def test_decoder_handles_gray_alpha_cmyk_16bit(odd_folder):
+    def decode(name):
+        return data.decode_to_rgb(tf.io.read_file(str(odd_folder / name)), 8).numpy()
+
+    assert decode("rgb.png").shape == (8, 8, 3)
+    np.testing.assert_array_equal(decode("sub/gray.png")[0, 0], [90, 90, 90])
+    rgba = decode("rgba.png")
+    np.testing.assert_array_equal(rgba[4, 0], [0, 0, 255])  # opaque blue stays blue
+    np.testing.assert_array_equal(rgba[4, 7], [255, 255, 255])  # transparent becomes white
+    cmyk = decode("cmyk.jpg")[4, 4]
+    assert cmyk[0] > 200 and cmyk[1] < 60 and cmyk[2] < 60  # red, not inverted
+    np.testing.assert_array_equal(decode("sixteen.png")[0, 0], [255, 255, 255])
+
+
+def test_non_square_images_are_centre_cropped():
+    image = np.zeros((20, 40, 3), np.uint8)
+    image[:, 10:30] = 255  # the central square is white
+    out = data.decode_to_rgb(tf.io.encode_png(image), 10).numpy()
+    assert out.min() == 255
+
+
+def test_empty_and_unusable_folders_are_clear_errors(tmp_path):
+    with pytest.raises(UserError, match="no images"):
+        data.scan(str(tmp_path))
+    (tmp_path / "bad.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(UserError, match="no usable image"):
+        data.scan(str(tmp_path))
+    with pytest.raises(UserError, match="does not exist"):
+        data.scan(str(tmp_path / "missing"))
+
+
+def test_training_batches_are_scaled_flipped_and_sized(odd_folder):
+    source = data.scan(str(odd_folder))
+    ds = data.training_dataset(source, image_size=16, batch_size=4, seed=0)
+    batches = list(ds.take(5).as_numpy_iterator())
+    assert all(b.shape == (4, 16, 16, 3) and b.dtype == np.float32 for b in batches)
+    values = np.concatenate(batches)
+    assert values.min() >= -1.0 and values.max() <= 1.0
+    rgba = [b for b in np.concatenate(batches) if b[8, 0, 2] > 0.9 and b[8, 0, 0] < -0.9 or b[8, 15, 2] > 0.9 and b[8, 15, 0] < -0.9]
+    sides = {bool(b[8, 0, 0] < -0.9) for b in rgba}
+    assert sides == {True, False}  # the half-blue image appears both ways round: random flips
+
+
+def test_tfrecord_shards_read_like_folders(tmp_path, odd_folder):
+    path = tmp_path / "faces-00000-of-00001.tfrecord"
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for name in ["rgb.png", "sub/gray.png", "corrupt.jpg"]:
+            feature = {"image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[(odd_folder / name).read_bytes()]))}
+            writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    source = data.scan(str(tmp_path))
+    assert source.kind == "tfrecord" and source.num_images == 2 and len(source.skipped) == 1
+    images = np.concatenate(list(data.image_batches_uint8(str(tmp_path), 8, 4)))
+    assert images.shape == (2, 8, 8, 3)
+
+
+def test_uint8_batches_follow_file_order(odd_folder):
+    files = data.list_image_files(str(odd_folder))
+    assert [f.rsplit("/", 1)[1] for f in files][:2] == ["cmyk.jpg", "corrupt.jpg"]
+    batches = list(data.image_batches_uint8([str(odd_folder / "rgb.png"), str(odd_folder / "sub/gray.png")], 8, 1))
+    assert batches[0][0, 0, 0].tolist() == [200, 10, 10] and batches[1][0, 0, 0].tolist() == [90, 90, 90]

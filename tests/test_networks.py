@@ -1,0 +1,108 @@
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from illustration_gan.config import PRESETS, ModelConfig
+from illustration_gan.networks import ARCHITECTURES, BilinearUpsample2x, MinibatchDiscrimination, build_networks
+
+
+@pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))
+@pytest.mark.parametrize("size", [32, 64])
+def test_shapes_and_ranges(architecture, size):
+    config = ModelConfig(architecture=architecture, image_size=size, g_width=8, d_width=8, fc_units=32, minibatch_kernels=4)
+    nets = build_networks(config)
+    z = nets.generator.sample_latents(3, tf.constant([1, 2], tf.int64))
+    images = nets.generator(z)
+    assert images.shape == (3, size, size, 3)
+    assert float(tf.reduce_max(tf.abs(images))) <= 1.0
+    scores = nets.discriminator(images)
+    assert scores.shape == (3,) and scores.dtype == tf.float32
+
+
+def test_dcgan_matches_the_pytorch_tutorial_sizes():
+    nets = build_networks(dataclasses.replace(PRESETS["dcgan"][0], image_size=64))
+    # The tutorial's networks have 3,576,704 and 2,765,568 trainable parameters; ours add only
+    # the output layers' biases (PyTorch's last convolutions have none).
+    trainable = lambda m: sum(int(np.prod(v.shape)) for v in m.trainable_variables)  # noqa: E731
+    assert trainable(nets.generator) == 3_576_704 + 3
+    assert trainable(nets.discriminator) == 2_765_568 + 1
+
+
+def _bilinear_reference(x):
+    """Half-pixel-centre bilinear 2x in NumPy, edges clamped."""
+    n, h, w, c = x.shape
+    def coords(size):
+        src = (np.arange(2 * size) + 0.5) / 2 - 0.5
+        lo = np.clip(np.floor(src).astype(int), 0, size - 1)
+        hi = np.clip(lo + 1, 0, size - 1)
+        frac = np.clip(src - np.floor(src), 0, 1)
+        frac[src < 0] = 0
+        return lo, hi, frac
+    ylo, yhi, fy = coords(h)
+    xlo, xhi, fx = coords(w)
+    rows = x[:, ylo] * (1 - fy)[None, :, None, None] + x[:, yhi] * fy[None, :, None, None]
+    return rows[:, :, xlo] * (1 - fx)[None, None, :, None] + rows[:, :, xhi] * fx[None, None, :, None]
+
+
+def test_bilinear_upsampling_is_exact_and_untrained():
+    x = np.arange(2 * 3 * 4 * 2, dtype=np.float32).reshape(2, 3, 4, 2)
+    layer = BilinearUpsample2x()
+    out = layer(x).numpy()
+    assert out.shape == (2, 6, 8, 2)
+    np.testing.assert_allclose(out, _bilinear_reference(x), rtol=1e-6, atol=1e-5)
+    np.testing.assert_allclose(out[0, 1, 1, 0], x[0, 0, 0, 0] * 0.5625 + x[0, 0, 1, 0] * 0.1875 + x[0, 1, 0, 0] * 0.1875 + x[0, 1, 1, 0] * 0.0625, rtol=1e-6)
+    assert layer.trainable_weights == [] and layer.weights == []
+
+
+def test_minibatch_discrimination_matches_numpy_and_excludes_self():
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(4, 6)).astype(np.float32)
+    layer = MinibatchDiscrimination(num_kernels=3, kernel_dims=2)
+    out = layer(features).numpy()
+    m = (features @ layer.kernel.numpy()).reshape(4, 3, 2)
+    expected = np.zeros((4, 3))
+    for i in range(4):
+        for j in range(4):
+            if i != j:
+                expected[i] += np.exp(-np.abs(m[i] - m[j]).sum(-1))
+    np.testing.assert_allclose(out, expected, rtol=1e-5)
+    single = layer(features[:1]).numpy()
+    np.testing.assert_allclose(single, 0.0, atol=1e-6)  # alone in its batch: nothing to compare with
+    with tf.GradientTape() as tape:
+        total = tf.reduce_sum(layer(features))
+    grad = tape.gradient(total, layer.kernel)
+    assert grad is not None and float(tf.reduce_max(tf.abs(grad))) > 0
+
+
+def test_zpredictor_gradient_reaches_generator_fc_and_predictor_not_discriminator():
+    config = ModelConfig(architecture="illustration", image_size=32, g_width=8, d_width=8, fc_units=16,
+                         minibatch_kernels=4, z_predictor=True)
+    nets = build_networks(config)
+    z = nets.generator.sample_latents(4, tf.constant([3, 4], tf.int64))
+    from illustration_gan.losses import z_prediction_loss
+
+    variables = nets.generator.trainable_variables + nets.z_predictor.trainable_variables + nets.discriminator.trainable_variables
+    with tf.GradientTape() as tape:
+        images, features = nets.generator(z, training=True, return_features=True)
+        loss = tf.reduce_mean(z_prediction_loss(z, nets.z_predictor(features, training=True)))
+    grads = dict(zip([v.path for v in variables], tape.gradient(loss, variables)))
+    fc = [p for p in grads if "fully_connected" in p and p.startswith("generator")]
+    assert fc and all(grads[p] is not None for p in fc)
+    assert all(grads[v.path] is not None for v in nets.z_predictor.trainable_variables)
+    assert all(grads[v.path] is None for v in nets.discriminator.trainable_variables)
+    assert all(grads[p] is None for p in grads if p.startswith("generator") and "upsample" in p)
+
+
+@pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))
+def test_generators_save_and_reload_as_keras_files(tmp_path, architecture):
+    config = ModelConfig(architecture=architecture, image_size=32, g_width=8, d_width=8, fc_units=16)
+    generator = build_networks(config).generator
+    z = generator.sample_latents(2, tf.constant([5, 6], tf.int64))
+    path = tmp_path / "g.keras"
+    generator.save(path)
+    reloaded = keras.saving.load_model(path, compile=False)
+    assert type(reloaded) is type(generator)
+    np.testing.assert_allclose(reloaded(z).numpy(), generator(z).numpy(), atol=1e-6)

@@ -1,0 +1,179 @@
+"""End-to-end: the train.py CLI on real faces, resume, generate, stops, strategies."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import ROOT, require_shared
+from illustration_gan import config as config_lib
+from illustration_gan import data, distribute, run_folder, training_loop
+
+SMALL = ["--model", "dcgan", "--image_size", "32", "--g_width", "16", "--d_width", "16", "--z_dim", "32",
+         "--batch_size", "16"]
+
+
+def run_cli(*args, check=True, timeout=240, **kwargs):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, **kwargs,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"train.py {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """One epoch on 64 real faces plus four bad files, through the CLI."""
+    faces = require_shared("anime_faces")
+    root = tmp_path_factory.mktemp("cli")
+    folder = root / "faces"
+    folder.mkdir()
+    for i in range(64):
+        (folder / f"{i}.jpg").write_bytes((faces / f"{i}.jpg").read_bytes())
+    (folder / "corrupt.jpg").write_bytes(b"\xff\xd8\xff" + b"\x00" * 50)
+    (folder / "text.png").write_text("not an image")
+    from PIL import Image
+
+    Image.fromarray(np.full((50, 60), 128, np.uint8)).save(folder / "gray.png")
+    Image.fromarray(np.zeros((40, 40, 4), np.uint8)).save(folder / "rgba.png")
+    runs = root / "runs"
+    result = run_cli("--TYPE", "train", "--path", str(folder), "--epochs", "1", "--run_root", str(runs), *SMALL)
+    (run_dir,) = list(runs.iterdir())
+    return run_dir, folder, result
+
+
+def test_train_writes_a_complete_run_folder(trained_run):
+    run_dir, _, result = trained_run
+    assert run_dir.name == "00000-faces-dcgan"
+    for name in ["training_options.json", "stats.jsonl", "fakes_000001.png", "losses.png", "progress.gif",
+                 "generator.keras", "log.txt"]:
+        assert (run_dir / name).is_file(), name
+    assert list((run_dir / "checkpoints").glob("ckpt-1.index"))
+    assert list((run_dir / "tensorboard").iterdir())
+    options = json.loads((run_dir / "training_options.json").read_text())
+    assert options["dataset"]["num_images"] == 66  # 64 faces + the gray and the RGBA image
+    assert options["dataset"]["skipped_files"] == 2
+    assert options["config"]["training"]["batch_size"] == 16 and options["versions"]["tensorflow"] == tf.__version__
+    (record,) = run_folder.read_jsonl(run_dir / "stats.jsonl")
+    assert record["epoch"] == 1 and record["step"] == 4 and record["d_updates"] == 4 and record["g_updates"] == 4
+    assert np.isfinite(record["d_loss"]) and 0 < record["d_real"] < 1 and record["images_per_second"] > 0
+    assert "epoch 1/1" in result.stdout and "img/s" in result.stdout
+    assert "corrupt.jpg" in result.stderr and "text.png" in result.stderr  # bad files named in warnings
+
+
+def test_resume_continues_counters_and_appends_stats(trained_run):
+    run_dir, _, _ = trained_run
+    run_cli("--TYPE", "train", "--resume", str(run_dir), "--epochs", "2")
+    records = run_folder.read_jsonl(run_dir / "stats.jsonl")
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert records[1]["step"] == 8
+    assert (run_dir / "fakes_000002.png").is_file()
+
+
+def test_generate_writes_exactly_n_images_reproducibly_and_never_overwrites(trained_run, tmp_path):
+    run_dir, _, _ = trained_run
+    out = tmp_path / "gen"
+    run_cli("--TYPE", "generate", "--run_dir", str(run_dir), "--img_num", "5", "--output", str(out), "--seed", "3")
+    pngs = sorted(p.name for p in out.glob("seed*.png"))
+    assert len(pngs) == 5 and (out / "grid.png").is_file()
+    first = (out / pngs[0]).read_bytes()
+    again = run_cli("--TYPE", "generate", "--run_dir", str(run_dir), "--img_num", "5", "--output", str(out),
+                    "--seed", "3", check=False)
+    assert again.returncode != 0 and "already exist" in again.stderr and "Traceback" not in again.stderr
+    out2 = tmp_path / "gen2"
+    run_cli("--TYPE", "generate", "--checkpoint", str(run_dir / "checkpoints"), "--img_num", "5", "--output",
+            str(out2), "--seed", "3")
+    assert len(list(out2.glob("seed*.png"))) == 5
+    run_cli("--TYPE", "generate", "--run_dir", str(run_dir), "--img_num", "5", "--output", str(out), "--seed", "3",
+            "--overwrite")
+    assert (out / pngs[0]).read_bytes() == first  # same seed, same image
+
+
+def test_generate_defaults_to_a_new_folder_in_the_newest_run(trained_run):
+    run_dir, _, _ = trained_run
+    run_cli("--TYPE", "generate", "--run_root", str(run_dir.parent), "--img_num", "3")
+    run_cli("--TYPE", "generate", "--run_root", str(run_dir.parent), "--img_num", "3")
+    folders = sorted(p.name for p in run_dir.glob("generated-*"))
+    assert folders == ["generated-000", "generated-001"]
+    assert len(list((run_dir / "generated-001").glob("seed*.png"))) == 3
+
+
+def test_flags_fail_with_one_clear_line(tmp_path):
+    bad = run_cli("--TYPE", "train", "--image_size", "48", check=False)
+    assert bad.returncode != 0 and "image_size" in bad.stderr and "Traceback" not in bad.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    none = run_cli("--TYPE", "train", "--path", str(empty), "--run_root", str(tmp_path / "r"), check=False)
+    assert none.returncode != 0 and "no images" in none.stderr and "Traceback" not in none.stderr
+    dry = run_cli("--TYPE", "train", "--model", "wgan", "--batch_size", "8", "--dry_run")
+    config = json.loads(dry.stdout)
+    assert config["training"]["batch_size"] == 8 and config["training"]["loss"] == "wasserstein"
+
+
+def _in_process_config(**overrides):
+    base = dict(image_size=32, g_width=8, d_width=8, batch_size=16, epochs=1, z_dim=16)
+    base.update(overrides)
+    return config_lib.resolve("dcgan", base)
+
+
+def test_time_limit_checkpoints_mid_epoch_and_resume_finishes_it(real_faces, tmp_path):
+    source = data.scan(str(real_faces))
+    strategy = tf.distribute.get_strategy()
+    run_dir = str(tmp_path / "run")
+    trainer = training_loop.train(_in_process_config(max_minutes=1e-9), source, run_dir, strategy)
+    assert int(trainer.step.numpy()) == 1 and int(trainer.epoch.numpy()) == 0
+    assert not os.path.exists(os.path.join(run_dir, "stats.jsonl"))
+    trainer = training_loop.train(_in_process_config(), source, run_dir, strategy, resume=True)
+    assert int(trainer.step.numpy()) == 4 and int(trainer.epoch.numpy()) == 1
+    assert [r["step"] for r in run_folder.read_jsonl(os.path.join(run_dir, "stats.jsonl"))] == [4]
+
+
+def test_non_finite_loss_stops_with_a_clear_message(real_faces, tmp_path):
+    source = data.scan(str(real_faces))
+    config = _in_process_config(d_lr=1e30, g_lr=1e30, beta1=0.0)
+    with pytest.raises(training_loop.TrainingDiverged, match="non-finite loss"):
+        training_loop.train(config, source, str(tmp_path / "run"), tf.distribute.get_strategy())
+
+
+def test_sigterm_writes_a_checkpoint_before_exiting(tmp_path):
+    faces = require_shared("anime_faces")
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    for i in range(256):
+        (folder / f"{i}.jpg").write_bytes((faces / f"{i}.jpg").read_bytes())
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), "--TYPE", "train", "--path", str(folder), "--epochs", "50",
+         "--run_root", str(tmp_path / "runs"), *SMALL],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.time() + 180
+    while time.time() < deadline and not list((tmp_path / "runs").glob("*/fakes_000001.png")):
+        time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert "checkpoint written" in stdout and "--resume" in stdout
+    (run_dir,) = list((tmp_path / "runs").iterdir())
+    checkpoint = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
+    step = tf.train.load_variable(checkpoint, "step/.ATTRIBUTES/VARIABLE_VALUE")
+    assert step >= 16  # at least the first epoch (256 / 16 steps) was saved
+
+
+def test_mirrored_strategy_over_two_logical_cpus(real_faces, tmp_path):
+    result = run_cli("--TYPE", "train", "--path", str(real_faces), "--epochs", "1", "--strategy", "mirrored",
+                     "--cpu_replicas", "2", "--run_root", str(tmp_path / "runs"), *SMALL)
+    assert "2 replica(s)" in result.stdout
+    (run_dir,) = list((tmp_path / "runs").iterdir())
+    (record,) = run_folder.read_jsonl(run_dir / "stats.jsonl")
+    assert record["step"] == 4 and np.isfinite(record["g_loss"])
