@@ -5,8 +5,9 @@
   python train.py --TYPE generate --img_num 100    # newest run unless --run_dir / --checkpoint
   python train.py --TYPE train --resume latest     # continue the newest run
 
-Flags given explicitly override the preset chosen by --model; --dry_run prints
-the resolved configuration as JSON and exits.
+Flags marked [preset] take their value from the --model preset unless given
+explicitly (the default shown is the dataclass default); --dry_run prints the
+resolved configuration as JSON and exits.
 """
 
 from __future__ import annotations
@@ -30,32 +31,32 @@ flags.DEFINE_string("path", "", "Training images: a folder (searched recursively
 flags.DEFINE_integer("toy_count", 4096, "Number of toy faces when --path is empty.", lower_bound=64)
 # Model
 flags.DEFINE_enum("model", "illustration", sorted(config_lib.PRESETS), "Model preset (architecture + training recipe).")
-flags.DEFINE_integer("image_size", 64, "Training resolution (32, 64, 128 or 256). Default 32 on the toy faces.")
-flags.DEFINE_integer("z_dim", 100, "Size of the latent vector z.", lower_bound=1)
-flags.DEFINE_integer("g_width", 64, "Generator channels at the finest level (doubling per level, up to 512).", lower_bound=1)
-flags.DEFINE_integer("d_width", 64, "Discriminator channels at the finest level.", lower_bound=1)
-flags.DEFINE_integer("fc_units", 1024, "Width of fully connected layers (illustration, dense).", lower_bound=1)
-flags.DEFINE_integer("minibatch_kernels", 0, "Minibatch discrimination kernels B (0 = off).", lower_bound=0)
-flags.DEFINE_integer("minibatch_dims", 5, "Minibatch discrimination kernel dimensions C.", lower_bound=1)
-flags.DEFINE_bool("z_predictor", False, "IllustrationGAN's auxiliary z-predictor (illustration model only).")
+flags.DEFINE_integer("image_size", 64, "Training resolution (32, 64, 128 or 256). Default 32 on the toy faces. [preset]")
+flags.DEFINE_integer("z_dim", 100, "Size of the latent vector z. [preset]", lower_bound=1)
+flags.DEFINE_integer("g_width", 64, "Generator channels at the finest level (doubling per level, up to 512). [preset]", lower_bound=1)
+flags.DEFINE_integer("d_width", 64, "Discriminator channels at the finest level. [preset]", lower_bound=1)
+flags.DEFINE_integer("fc_units", 1024, "Width of fully connected layers (illustration, dense). [preset]", lower_bound=1)
+flags.DEFINE_integer("minibatch_kernels", 0, "Minibatch discrimination kernels B (0 = off). [preset]", lower_bound=0)
+flags.DEFINE_integer("minibatch_dims", 5, "Minibatch discrimination kernel dimensions C. [preset]", lower_bound=1)
+flags.DEFINE_bool("z_predictor", False, "IllustrationGAN's auxiliary z-predictor (illustration model only). [preset]")
 # Training recipe
-flags.DEFINE_integer("batch_size", 64, "Global batch size, split across replicas.", lower_bound=1)
+flags.DEFINE_integer("batch_size", 64, "Global batch size, split across replicas. [preset]", lower_bound=1)
 flags.DEFINE_integer("epochs", 50, "Epochs to train (total, counting epochs before a resume).", lower_bound=1)
-flags.DEFINE_enum("loss", "minimax", ["minimax", "wasserstein"], "GAN loss.")
-flags.DEFINE_enum("optimizer", "adam", ["adam", "rmsprop"], "Optimizer of both networks.")
-flags.DEFINE_float("g_lr", 2e-4, "Generator learning rate.", lower_bound=0)
-flags.DEFINE_float("d_lr", 2e-4, "Discriminator learning rate.", lower_bound=0)
-flags.DEFINE_float("beta1", 0.5, "Adam beta1.", lower_bound=0, upper_bound=1)
-flags.DEFINE_float("beta2", 0.999, "Adam beta2.", lower_bound=0, upper_bound=1)
-flags.DEFINE_bool("label_smoothing", False, "BCE targets 0.95 (real) and 0.05 (fake) for D and G.")
-flags.DEFINE_float("noisy_labels", 0.0, "Probability that a D step swaps real and fake labels.", lower_bound=0, upper_bound=1)
-flags.DEFINE_enum("balance", "none", list(config_lib.BALANCE_RULES), "When D and G update (see README, Regimes).")
-flags.DEFINE_float("margin", 1.0, "--balance margin: largest allowed |G loss - D loss|.", lower_bound=0)
-flags.DEFINE_float("monitor_ratio", 0.8, "--balance monitor: D updates only when D loss > ratio * G loss.", lower_bound=0)
-flags.DEFINE_integer("n_critic", 1, "Discriminator steps per generator step.", lower_bound=1)
-flags.DEFINE_float("clip_weights", 0.0, "Clip critic weights to +-value after each step (WGAN); 0 = off.", lower_bound=0)
-flags.DEFINE_float("gp_weight", 0.0, "Gradient penalty weight (WGAN-GP); 0 = off.", lower_bound=0)
-flags.DEFINE_float("zpred_weight", 1.0, "Weight of the z-prediction loss.", lower_bound=0)
+flags.DEFINE_enum("loss", "minimax", ["minimax", "wasserstein"], "GAN loss. [preset]")
+flags.DEFINE_enum("optimizer", "adam", ["adam", "rmsprop"], "Optimizer of both networks. [preset]")
+flags.DEFINE_float("g_lr", 2e-4, "Generator learning rate. [preset]", lower_bound=0)
+flags.DEFINE_float("d_lr", 2e-4, "Discriminator learning rate. [preset]", lower_bound=0)
+flags.DEFINE_float("beta1", 0.5, "Adam beta1. [preset]", lower_bound=0, upper_bound=1)
+flags.DEFINE_float("beta2", 0.999, "Adam beta2. [preset]", lower_bound=0, upper_bound=1)
+flags.DEFINE_bool("label_smoothing", False, "BCE targets 0.95 (real) and 0.05 (fake) for D and G. [preset]")
+flags.DEFINE_float("noisy_labels", 0.0, "Probability that a D step swaps real and fake labels. [preset]", lower_bound=0, upper_bound=1)
+flags.DEFINE_enum("balance", "none", list(config_lib.BALANCE_RULES), "When D and G update (see README, Regimes). [preset]")
+flags.DEFINE_float("margin", 1.0, "--balance margin: largest allowed |G loss - D loss|. [preset]", lower_bound=0)
+flags.DEFINE_float("monitor_ratio", 0.8, "--balance monitor: D updates only when D loss > ratio * G loss. [preset]", lower_bound=0)
+flags.DEFINE_integer("n_critic", 1, "Discriminator steps per generator step. [preset]", lower_bound=1)
+flags.DEFINE_float("clip_weights", 0.0, "Clip critic weights to +-value after each step (WGAN); 0 = off. [preset]", lower_bound=0)
+flags.DEFINE_float("gp_weight", 0.0, "Gradient penalty weight (WGAN-GP); 0 = off. [preset]", lower_bound=0)
+flags.DEFINE_float("zpred_weight", 1.0, "Weight of the z-prediction loss. [preset]", lower_bound=0)
 # Run
 flags.DEFINE_integer("seed", 0, "Random seed (z sampling, shuffling, generation).")
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multiworker"], "tf.distribute strategy.")
@@ -131,8 +132,6 @@ def run_train():
     else:
         dataset_name = "toyfaces" if not config.path else source.name
         run_dir = run_folder.new_run_dir(config.run_root, dataset_name, config.preset)
-    if distribute.is_chief(strategy) and not FLAGS.resume:
-        run_folder.write_json(os.path.join(run_dir, run_folder.OPTIONS_FILE), _options(config, source, strategy))
     print(f"run folder: {run_dir}  ({source.num_images} images, {len(source.skipped)} skipped; "
           f"{strategy.num_replicas_in_sync} replica(s))", flush=True)
     try:
@@ -150,24 +149,6 @@ def _flat(config: config_lib.Config) -> dict:
     flat = {**data.pop("model"), **data.pop("training"), **data}
     flat.pop("preset")
     return flat
-
-
-def _options(config, source, strategy) -> dict:
-    import keras
-    import numpy as np
-    import tensorflow as tf
-
-    import illustration_gan
-
-    return {
-        "config": config.to_json(),
-        "command": " ".join(sys.argv),
-        "dataset": {"path": config.path or "toy_faces", "kind": source.kind, "num_images": source.num_images,
-                    "skipped_files": len(source.skipped), "skipped": list(source.skipped[:100])},
-        "replicas": strategy.num_replicas_in_sync,
-        "versions": {"illustration_gan": illustration_gan.__version__, "tensorflow": tf.__version__,
-                     "keras": keras.__version__, "numpy": np.__version__, "python": sys.version.split()[0]},
-    }
 
 
 def run_generate():

@@ -68,6 +68,36 @@ def resolve_run_dir(run_dir: str, run_root: str) -> str:
     return run_dir
 
 
+def training_options(config, source, replicas: int) -> dict:
+    """The contents of training_options.json: enough to explain and rebuild the run."""
+    import sys
+
+    import keras
+    import tensorflow as tf
+
+    import illustration_gan
+
+    return {
+        "config": config.to_json(),
+        "command": " ".join(sys.argv),
+        "dataset": {
+            "path": config.path or "toy_faces",
+            "kind": source.kind,
+            "num_images": source.num_images,
+            "skipped_files": len(source.skipped),
+            "skipped": list(source.skipped[:100]),
+        },
+        "replicas": replicas,
+        "versions": {
+            "illustration_gan": illustration_gan.__version__,
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "numpy": np.__version__,
+            "python": sys.version.split()[0],
+        },
+    }
+
+
 def write_json(path: str, data: dict) -> None:
     tmp = path + ".tmp"
     with open(tmp, "w") as f:

@@ -314,6 +314,9 @@ def train(
     steps_done = min(max(steps_done, 0), steps_per_epoch - 1)
 
     stats_path = os.path.join(run_dir, run_folder.STATS_FILE)
+    if chief and not resume:
+        options = run_folder.training_options(config, source, strategy.num_replicas_in_sync)
+        run_folder.write_json(os.path.join(run_dir, run_folder.OPTIONS_FILE), options)
     log = _Log(os.path.join(run_dir, "log.txt") if chief else None)
     if resume and chief:
         run_folder.truncate_stats(stats_path, start_epoch)
