@@ -61,6 +61,8 @@ class TrainingConfig:
     clip_weights: float = 0.0  # WGAN weight clipping (0 = off)
     gp_weight: float = 0.0  # WGAN-GP gradient penalty (0 = off)
     zpred_weight: float = 1.0
+    augment: str = ""  # DiffAugment policy, e.g. "color,translation,cutout" ("" = off)
+    ema_kimg: float = 0.0  # half-life of the generator's weight average, in thousands of images (0 = off)
 
 
 @dataclass(frozen=True)
@@ -181,6 +183,12 @@ def validate(config: Config) -> None:
         raise UserError("label smoothing and noisy labels apply to the minimax loss only")
     if m.z_predictor and m.architecture != "illustration":
         raise UserError("the z-predictor reads the IllustrationGAN generator's FC features; use --model illustration")
+    if t.augment:
+        from illustration_gan.augment import POLICIES
+
+        unknown = [p for p in t.augment.split(",") if p.strip() not in POLICIES]
+        if unknown:
+            raise UserError(f"unknown augmentation {unknown}; choose from {POLICIES}")
     if config.strategy not in ("default", "mirrored", "multiworker"):
         raise UserError(f"unknown strategy {config.strategy!r}")
 

@@ -32,9 +32,11 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from illustration_gan import data, distribute, losses, regimes, run_folder
+from illustration_gan import augment, data, distribute, losses, regimes, run_folder
 from illustration_gan.config import Config
 from illustration_gan.networks import build_networks
+
+EMA_RAMPUP = 0.05  # the EMA half-life is at most 5% of the images seen so far (stylegan2-ada's ema_rampup)
 
 FIXED_Z_SEED = (20160101, 7)  # the seed of the per-epoch sample grid's z
 
@@ -73,6 +75,11 @@ class GANTrainer:
         keras.mixed_precision.set_global_policy(config.precision)
         with strategy.scope():
             self.networks = build_networks(config.model)
+            self.ema_generator = None
+            if t.ema_kimg > 0:
+                self.ema_generator = build_networks(config.model).generator
+                for ema, live in zip(self.ema_generator.weights, self.generator.weights):
+                    ema.assign(live)
             self.g_optimizer = make_optimizer(t.optimizer, t.g_lr, t.beta1, t.beta2, config.precision)
             self.d_optimizer = make_optimizer(t.optimizer, t.d_lr, t.beta1, t.beta2, config.precision)
             self.g_optimizer.build(self.generator_variables)
@@ -93,6 +100,9 @@ class GANTrainer:
         )
         if self.z_predictor is not None:
             parts["z_predictor"] = self.z_predictor
+        if self.ema_generator is not None:
+            parts["ema_generator"] = self.ema_generator
+        self.augment_policy = augment.parse_policy(t.augment)
         self.checkpoint = tf.train.Checkpoint(**parts)
         self.train_step = tf.function(self._train_step)
 
@@ -107,6 +117,11 @@ class GANTrainer:
     @property
     def z_predictor(self):
         return self.networks.z_predictor
+
+    @property
+    def sampling_generator(self):
+        """The generator to look at and to save: the weight average when there is one."""
+        return self.ema_generator if self.ema_generator is not None else self.generator
 
     @property
     def generator_variables(self):
@@ -131,8 +146,12 @@ class GANTrainer:
 
         with tf.GradientTape(persistent=True) as tape:
             fake, features = self.generator(z, training=True, return_features=True)
-            real_scores = self.discriminator(real, training=True)
-            fake_scores = self.discriminator(fake, training=True)
+            d_real_in, d_fake_in = real, fake
+            if self.augment_policy:  # the same kind of transforms on both sides, differentiable for G
+                d_real_in = augment.diff_augment(real, self.augment_policy, self._seed(5, replica))
+                d_fake_in = augment.diff_augment(fake, self.augment_policy, self._seed(6, replica))
+            real_scores = self.discriminator(d_real_in, training=True)
+            fake_scores = self.discriminator(d_fake_in, training=True)
             if wasserstein:
                 d_loss = average(losses.wasserstein_discriminator_loss(real_scores, fake_scores))
                 g_loss = average(losses.wasserstein_generator_loss(fake_scores))
@@ -177,7 +196,21 @@ class GANTrainer:
 
     def _apply_g(self, grads):
         self.g_optimizer.apply(grads, self.generator_variables)
+        if self.ema_generator is not None:
+            self._update_ema()
         return tf.constant(True)
+
+    def ema_beta(self, images_seen):
+        """Per-update decay for a half-life of ema_kimg thousand images (ramped up early on)."""
+        half_life = tf.minimum(self.config.training.ema_kimg * 1000.0, tf.cast(images_seen, tf.float32) * EMA_RAMPUP)
+        return tf.pow(0.5, self.config.training.batch_size / tf.maximum(half_life, 1e-8))
+
+    def _update_ema(self):
+        beta = self.ema_beta((self.step + 1) * self.config.training.batch_size)
+        for ema, live in zip(self.ema_generator.trainable_variables, self.generator.trainable_variables):
+            ema.assign(live + (ema - live) * tf.cast(beta, ema.dtype))
+        for ema, live in zip(self.ema_generator.non_trainable_variables, self.generator.non_trainable_variables):
+            ema.assign(live)  # batch-norm statistics are copied, not averaged
 
     def _train_step(self, iterator):
         t = self.config.training
@@ -218,7 +251,7 @@ class GANTrainer:
         return self.generator.sample_latents(count, tf.constant(FIXED_Z_SEED, tf.int64))
 
     def sample_grid(self, z) -> np.ndarray:
-        images = self.generator(z, training=False)
+        images = self.sampling_generator(z, training=False)
         return run_folder.image_grid(data.to_uint8(images))
 
 
@@ -435,5 +468,5 @@ def _save_keras_generator(trainer: GANTrainer, out_dir: str) -> None:
     """generator.keras, written to a temporary name first so a crash never leaves half a file."""
     path = os.path.join(out_dir, run_folder.GENERATOR_FILE)
     tmp = os.path.join(out_dir, "generator.tmp.keras")
-    trainer.generator.save(tmp)
+    trainer.sampling_generator.save(tmp)
     os.replace(tmp, path)

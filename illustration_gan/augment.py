@@ -1,0 +1,77 @@
+"""Differentiable augmentation of everything the discriminator sees.
+
+DiffAugment (Zhao et al. 2020, "Differentiable Augmentation for Data-Efficient
+GAN Training", mit-han-lab/data-efficient-gans, DiffAugment_tf.py): the same
+random colour, translation and cutout transforms are applied to real and fake
+images before D, and gradients flow through them to G, so D cannot overfit a
+small dataset and G is not taught to produce augmented images.
+
+Images are in [-1, 1], NHWC. Randomness is stateless (a [2] int seed), so a
+resumed run augments exactly as an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+POLICIES = ("color", "translation", "cutout")
+
+
+def parse_policy(policy: str) -> tuple[str, ...]:
+    parts = tuple(p.strip() for p in policy.split(",") if p.strip())
+    unknown = [p for p in parts if p not in POLICIES]
+    if unknown:
+        raise ValueError(f"unknown augmentation {unknown}; choose from {POLICIES}")
+    return parts
+
+
+def _uniform(shape, seed, salt, low=0.0, high=1.0):
+    return tf.random.stateless_uniform(shape, seed + tf.constant([0, 1], seed.dtype) * salt * 7919, low, high)
+
+
+def random_color(x, seed):
+    """Brightness +U(-0.5, 0.5), saturation x U(0, 2), contrast x U(0.5, 1.5), per image."""
+    n = tf.shape(x)[0]
+    x = x + _uniform([n, 1, 1, 1], seed, 1, -0.5, 0.5)
+    gray = tf.reduce_mean(x, axis=3, keepdims=True)
+    x = (x - gray) * _uniform([n, 1, 1, 1], seed, 2, 0.0, 2.0) + gray
+    mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
+    return (x - mean) * _uniform([n, 1, 1, 1], seed, 3, 0.5, 1.5) + mean
+
+
+def random_translation(x, seed, ratio=0.125):
+    """Shifts each image by up to `ratio` of its size, filling with zeros (mid-grey)."""
+    n, h, w = tf.shape(x)[0], x.shape[1], x.shape[2]
+    sy, sx = int(h * ratio + 0.5), int(w * ratio + 0.5)
+    dy = tf.cast(tf.floor(_uniform([n, 1], seed, 4, 0.0, 1.0) * (2 * sy + 1)), tf.int32)
+    dx = tf.cast(tf.floor(_uniform([n, 1], seed, 5, 0.0, 1.0) * (2 * sx + 1)), tf.int32)
+    padded = tf.pad(x, [[0, 0], [sy, sy], [sx, sx], [0, 0]])
+    rows = tf.range(h)[None, :] + dy  # (n, h) rows of the padded image to take
+    cols = tf.range(w)[None, :] + dx
+    x = tf.gather(padded, rows, axis=1, batch_dims=1)
+    return tf.gather(x, cols, axis=2, batch_dims=1)
+
+
+def random_cutout(x, seed, ratio=0.5):
+    """Zeroes one square of `ratio` x the image size at a random place in each image."""
+    n, h, w = tf.shape(x)[0], x.shape[1], x.shape[2]
+    ch, cw = int(h * ratio + 0.5), int(w * ratio + 0.5)
+    cy = tf.cast(tf.floor(_uniform([n, 1, 1], seed, 6) * (h + 1 - ch % 2)), tf.int32)
+    cx = tf.cast(tf.floor(_uniform([n, 1, 1], seed, 7) * (w + 1 - cw % 2)), tf.int32)
+    top, left = cy - ch // 2, cx - cw // 2  # the square may hang over the border, as in the paper
+    ys = tf.range(h)[None, :, None]
+    xs = tf.range(w)[None, None, :]
+    inside = (ys >= top) & (ys < top + ch) & (xs >= left) & (xs < left + cw)
+    return x * tf.cast(tf.logical_not(inside), x.dtype)[..., None]
+
+
+def diff_augment(x, policy: tuple[str, ...], seed):
+    """Applies the transforms named in `policy`, in the paper's order."""
+    seed = tf.cast(seed, tf.int64)
+    if "color" in policy:
+        x = random_color(x, seed)
+    if "translation" in policy:
+        x = random_translation(x, seed)
+    if "cutout" in policy:
+        x = random_cutout(x, seed)
+    return x

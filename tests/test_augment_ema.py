@@ -1,0 +1,57 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from illustration_gan import augment, training_loop
+from illustration_gan import config as config_lib
+
+SEED = tf.constant([4, 2], tf.int64)
+
+
+@pytest.mark.parametrize("policy", [("color",), ("translation",), ("cutout",), augment.POLICIES])
+def test_diff_augment_keeps_shape_and_is_differentiable(policy):
+    x = tf.random.uniform([6, 16, 16, 3], -1, 1, seed=1)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = augment.diff_augment(x, policy, SEED)
+        total = tf.reduce_sum(y * tf.random.normal(y.shape, seed=2))
+    assert y.shape == x.shape
+    grad = tape.gradient(total, x)
+    assert grad is not None and float(tf.reduce_max(tf.abs(grad))) > 0
+    np.testing.assert_array_equal(y.numpy(), augment.diff_augment(x, policy, SEED).numpy())  # stateless
+
+
+def test_translation_and_cutout_only_move_or_zero_pixels():
+    x = tf.random.uniform([8, 16, 16, 3], 0.1, 1, seed=3)
+    for fn in (augment.random_translation, augment.random_cutout):
+        y = fn(x, SEED).numpy()
+        assert y.min() >= 0 and y.max() <= 1  # values come from x or are 0 (mid-grey)
+        assert (y == 0).any()
+    cut = augment.random_cutout(tf.ones([20, 16, 16, 1]), SEED).numpy()
+    zero_share = (cut == 0).mean(axis=(1, 2, 3))
+    assert zero_share.max() <= 0.25 + 1e-6 and zero_share.mean() > 0.1  # an 8x8 square, less at borders
+
+
+def test_color_changes_brightness_saturation_contrast_per_image():
+    x = tf.random.uniform([8, 8, 8, 3], -0.5, 0.5, seed=5)
+    y = augment.random_color(x, SEED).numpy()
+    shifts = (y - x.numpy()).mean(axis=(1, 2, 3))
+    assert np.abs(y).max() < 4 and np.std(shifts) > 0.05  # bounded, and different per image
+
+
+def test_ema_moves_toward_live_weights_at_the_documented_rate():
+    config = config_lib.resolve("dcgan", dict(image_size=32, g_width=4, d_width=4, z_dim=8, batch_size=16, ema_kimg=1.0))
+    trainer = training_loop.GANTrainer(config, tf.distribute.get_strategy())
+    live = trainer.generator.trainable_variables[0]
+    ema = trainer.ema_generator.trainable_variables[0]
+    np.testing.assert_array_equal(ema.numpy(), live.numpy())  # starts as a copy
+    old_ema = ema.numpy().copy()
+    live.assign(live + 1.0)
+    trainer.step.assign(999)  # 16,000 images seen: half-life = min(1000, 16000 * 0.05) = 800 images
+    trainer._update_ema()
+    beta = 0.5 ** (16 / 800)
+    np.testing.assert_allclose(float(trainer.ema_beta(16_000)), beta, rtol=1e-6)
+    np.testing.assert_allclose(ema.numpy(), live.numpy() + (old_ema - live.numpy()) * beta, rtol=1e-5, atol=1e-6)
+    trainer.step.assign(9)  # early: 160 images seen, the ramp-up shortens the half-life to 8 images
+    np.testing.assert_allclose(float(trainer.ema_beta(160)), 0.5 ** (16 / 8), rtol=1e-6)
+    assert trainer.sampling_generator is trainer.ema_generator
