@@ -24,7 +24,9 @@ from illustration_gan import config as config_lib  # noqa: E402
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_enum("TYPE", "train", ["train", "generate"], "What to do.")
+flags.DEFINE_enum("TYPE", "train", ["train", "generate", "evaluate", "nearest", "serve"],
+                  "What to do: train a run, generate images, evaluate (FID, KID, precision, recall), "
+                  "write the nearest-neighbour check, or serve a run's local web page.")
 # Data
 flags.DEFINE_string("path", "", "Training images: a folder (searched recursively), a folder of TFRecord shards, "
                     "or a glob of shards (gs:// works). Empty: the built-in procedural toy faces.")
@@ -77,6 +79,22 @@ flags.DEFINE_integer("img_num", 100, "Number of images to generate.", lower_boun
 flags.DEFINE_string("output", "", "Output folder of generate ('' = a new generated-NNN/ in the run folder).")
 flags.DEFINE_string("checkpoint", "", "Generate from this checkpoint (prefix or checkpoints/ folder) instead of generator.keras.")
 flags.DEFINE_bool("overwrite", False, "Allow generate to replace existing files.")
+# Evaluate
+flags.DEFINE_string("compare_path", "", "evaluate: compare this image folder with --path instead of a generator.")
+flags.DEFINE_integer("num_samples", 5000, "Generated images per evaluation (part of the metric name: fid5k).",
+                     lower_bound=2)
+flags.DEFINE_integer("num_real", 5000, "Real images per evaluation (at most).", lower_bound=2)
+flags.DEFINE_string("fid_weights", "", "FID Inception weights (.npz); default: $ILLUSTRATION_GAN_FID_WEIGHTS, then "
+                    "~/.cache/illustration_gan/fid_inception_v3_2015-12-05.npz (see README, Evaluation).")
+flags.DEFINE_string("features_cache", "", "Folder caching real-image features ('' = ~/.cache/illustration_gan/fid_features).")
+flags.DEFINE_integer("fid_every", 0, "train: evaluate FID every N epochs and keep generator-best.keras; 0 = off.",
+                     lower_bound=0)
+flags.DEFINE_enum("nearest_metric", "mse", ["mse", "inception"], "nearest: rank training images by pixel MSE "
+                  "(the original's method) or by Inception-feature distance.")
+flags.DEFINE_integer("nearest_count", 8, "nearest: generated images in the top row.", lower_bound=1, upper_bound=64)
+# Serve
+flags.DEFINE_string("host", "127.0.0.1", "serve: address to listen on (anything but loopback is reachable by others).")
+flags.DEFINE_integer("port", 8000, "serve: port.", lower_bound=1, upper_bound=65535)
 
 flags.register_validator("image_size", lambda v: v in config_lib.IMAGE_SIZES,
                          message=f"--image_size must be one of {config_lib.IMAGE_SIZES}")
@@ -138,8 +156,14 @@ def run_train():
         run_dir = run_folder.new_run_dir(config.run_root, dataset_name, config.preset)
     print(f"run folder: {run_dir}  ({source.num_images} images, {len(source.skipped)} skipped; "
           f"{strategy.num_replicas_in_sync} replica(s))", flush=True)
+    callbacks = []
+    if FLAGS.fid_every:
+        from illustration_gan import evaluation
+
+        callbacks.append(evaluation.FIDMonitor(run_dir, path, FLAGS.fid_every, FLAGS.num_samples, FLAGS.num_real,
+                                               FLAGS.fid_weights or None, FLAGS.features_cache or None))
     try:
-        training_loop.train(config, source, run_dir, strategy, resume=bool(FLAGS.resume))
+        training_loop.train(config, source, run_dir, strategy, resume=bool(FLAGS.resume), callbacks=callbacks)
     except training_loop.TrainingInterrupted as stop:
         return 128 + stop.signum
     except training_loop.TrainingDiverged as error:
@@ -170,6 +194,46 @@ def run_generate():
     return 0
 
 
+def run_evaluate():
+    from illustration_gan import evaluation, run_folder
+
+    weights, cache = FLAGS.fid_weights or None, FLAGS.features_cache or None
+    if FLAGS.compare_path:
+        scores = evaluation.compare_folders(FLAGS.path, FLAGS.compare_path, FLAGS.image_size, FLAGS.num_real,
+                                            weights, cache)
+        print(json.dumps({"path": FLAGS.path, "compare_path": FLAGS.compare_path, "image_size": FLAGS.image_size,
+                          **scores}, indent=2))
+        return 0
+    run_dir = run_folder.resolve_run_dir(FLAGS.run_dir, FLAGS.run_root)
+    record = evaluation.evaluate_run(run_dir, FLAGS.path, FLAGS.num_samples, FLAGS.num_real, weights, cache,
+                                     FLAGS.seed)
+    print(json.dumps(record, indent=2))
+    print(f"appended to {os.path.join(run_dir, evaluation.METRIC_FILE)}")
+    return 0
+
+
+def run_nearest():
+    from illustration_gan import UserError, evaluation, run_folder
+
+    run_dir = run_folder.resolve_run_dir(FLAGS.run_dir, FLAGS.run_root)
+    path = FLAGS.path or run_folder.dataset_path(run_dir)
+    if not path:
+        raise UserError("pass --path: the training images to compare with")
+    output = FLAGS.output or os.path.join(run_dir, f"nearest-{FLAGS.nearest_metric}-seed{FLAGS.seed}.png")
+    written = evaluation.nearest_picture(run_dir, path, output, FLAGS.nearest_count, 5, FLAGS.nearest_metric,
+                                         seed=FLAGS.seed, fid_weights=FLAGS.fid_weights or None)
+    print(f"wrote {written}: top row generated, below each its 5 nearest training images ({FLAGS.nearest_metric})")
+    return 0
+
+
+def run_serve():
+    from illustration_gan import run_folder, serve
+
+    run_dir = run_folder.resolve_run_dir(FLAGS.run_dir, FLAGS.run_root)
+    serve.serve(run_dir, FLAGS.path or None, host=FLAGS.host, port=FLAGS.port)
+    return 0
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -178,7 +242,9 @@ def main(argv):
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines drown the per-epoch log
     try:
-        return {"train": run_train, "generate": run_generate}[FLAGS.TYPE]()
+        commands = {"train": run_train, "generate": run_generate, "evaluate": run_evaluate, "nearest": run_nearest,
+                    "serve": run_serve}
+        return commands[FLAGS.TYPE]()
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -77,6 +77,7 @@ class Config:
     seed: int = 0
     strategy: str = "default"  # "default" | "mirrored" | "multiworker"
     precision: str = "float32"
+    xla: bool = False  # compile each replica's forward/backward pass with XLA
     run_root: str = "runs"
     max_minutes: float = 0.0  # stop (with a checkpoint) after this wall time; 0 = no limit
     keep_checkpoints: int = 3

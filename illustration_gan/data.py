@@ -37,7 +37,8 @@ class ImageSource:
     kind: str  # "files" | "tfrecord"
     files: tuple[str, ...]  # image files, or TFRecord shard files
     num_images: int
-    skipped: tuple[str, ...] = ()  # undecodable files (or "shard#index" for records)
+    skipped: tuple[str, ...] = ()  # undecodable files (or "record N" for TFRecords)
+    path: str = ""  # what was scanned
 
 
 def list_image_files(path: str) -> list[str]:
@@ -141,7 +142,7 @@ def scan(path: str) -> ImageSource:
         raise UserError(f"no usable image in {path}: all {total} files failed to decode")
     if skipped:
         logging.warning("skipped %d of %d inputs that could not be decoded", len(skipped), total)
-    return ImageSource(name=name, kind=kind, files=usable, num_images=len(good), skipped=skipped)
+    return ImageSource(name=name, kind=kind, files=usable, num_images=len(good), skipped=skipped, path=path)
 
 
 def _uint8_images(source: ImageSource, image_size: int) -> tf.data.Dataset:

@@ -81,7 +81,8 @@ def training_options(config, source, replicas: int) -> dict:
         "config": config.to_json(),
         "command": " ".join(sys.argv),
         "dataset": {
-            "path": config.path or "toy_faces",
+            "path": source.path,
+            "builtin_toy_faces": not config.path,
             "kind": source.kind,
             "num_images": source.num_images,
             "skipped_files": len(source.skipped),
@@ -96,6 +97,12 @@ def training_options(config, source, replicas: int) -> dict:
             "python": sys.version.split()[0],
         },
     }
+
+
+def dataset_path(run_dir: str) -> str:
+    """The folder (or shards) a run trained on, as recorded in its options."""
+    options = read_json(os.path.join(run_dir, OPTIONS_FILE))
+    return options.get("dataset", {}).get("path") or options["config"].get("path", "")
 
 
 def write_json(path: str, data: dict) -> None:

@@ -104,6 +104,10 @@ class GANTrainer:
             parts["ema_generator"] = self.ema_generator
         self.augment_policy = augment.parse_policy(t.augment)
         self.checkpoint = tf.train.Checkpoint(**parts)
+        # XLA compiles the replica's forward and backward pass (no collectives inside it).
+        self._gradients = (
+            tf.function(self._losses_and_gradients, jit_compile=True) if config.xla else self._losses_and_gradients
+        )
         self.train_step = tf.function(self._train_step)
 
     @property
@@ -135,8 +139,12 @@ class GANTrainer:
         return tf.stack([tf.cast(self.config.seed * 1_000_003 + salt * 1009 + replica, tf.int64), self.step])
 
     def _replica_step(self, real, swap):
-        t = self.config.training
         replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        return self._gradients(real, swap, tf.cast(replica, tf.int64))
+
+    def _losses_and_gradients(self, real, swap, replica):
+        """One replica's forward pass, losses and gradients (no cross-replica communication)."""
+        t = self.config.training
         batch = tf.shape(real)[0]
         z = self.generator.sample_latents(batch, self._seed(1, replica))
         wasserstein = t.loss == "wasserstein"
@@ -407,7 +415,7 @@ def train(
             elapsed = time.time() - started
             epoch_times.append(elapsed)
             trainer.epoch.assign(epoch)
-            manager.save()
+            checkpoint_path = manager.save()
             record = {k: v / steps_run for k, v in sums.items() if k not in ("d_updates", "g_updates", "labels_swapped")}
             record.update(
                 epoch=epoch,
@@ -418,6 +426,7 @@ def train(
                 images_per_second=steps_run * global_batch / elapsed,
                 epoch_seconds=elapsed,
                 wall_time=time.time(),
+                checkpoint=os.path.basename(checkpoint_path),
             )
             grid = trainer.sample_grid(fixed_z)
             _save_keras_generator(trainer, out_dir)

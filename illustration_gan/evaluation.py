@@ -1,0 +1,154 @@
+"""Evaluating runs and datasets with the metrics package, and recording the results.
+
+- `evaluate_run`: FID, KID, precision and recall of a run's generator against
+  real images, appended to the run's `metric-fid.jsonl`.
+- `compare_folders`: the same metrics between two image folders (no generator),
+  e.g. two disjoint halves of a dataset: the floor no model can beat at that count.
+- `nearest_picture`: IllustrationGAN's overfitting check as a picture: generated
+  faces on top, their nearest training images (pixel MSE, or Inception features) below.
+- `FIDMonitor`: a training callback that evaluates every N epochs and keeps the
+  generator with the best FID as `generator-best.keras` beside the newest.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+from illustration_gan import UserError, data, generate, metrics, run_folder
+
+METRIC_FILE = "metric-fid.jsonl"
+BEST_GENERATOR_FILE = "generator-best.keras"
+
+
+def _extractor(fid_weights: str | None) -> metrics.FeatureExtractor:
+    try:
+        return metrics.FeatureExtractor(fid_weights)
+    except metrics.FIDWeightsNotFound as error:
+        raise UserError(str(error)) from None
+
+
+def _real_features(path: str, image_size: int, num_real: int, extractor, cache_dir) -> np.ndarray:
+    if not path:
+        raise UserError("evaluation needs the real images: pass --path")
+    try:
+        return metrics.real_features(path, image_size, num_real, extractor, cache_dir)
+    except FileNotFoundError as error:
+        raise UserError(str(error)) from None
+
+
+def evaluate_sampler(sampler, path: str, num_samples: int, num_real: int, extractor, cache_dir=None, seed=0) -> dict:
+    real = _real_features(path, sampler.image_size, num_real, extractor, cache_dir)
+    fake = metrics.generated_features(sampler.sample_uint8, num_samples, extractor, seed=seed)
+    return metrics.compute_all(real, fake)
+
+
+def evaluate_run(
+    run_dir: str,
+    path: str = "",
+    num_samples: int = 5000,
+    num_real: int = 5000,
+    fid_weights: str | None = None,
+    cache_dir: str | None = None,
+    seed: int = 0,
+) -> dict:
+    """Metrics of the run's generator.keras; appended to metric-fid.jsonl and returned."""
+    path = path or run_folder.dataset_path(run_dir)
+    extractor = _extractor(fid_weights)
+    sampler = generate.load_sampler(run_dir)
+    started = time.time()
+    scores = evaluate_sampler(sampler, path, num_samples, num_real, extractor, cache_dir, seed)
+    stats = run_folder.read_jsonl(os.path.join(run_dir, run_folder.STATS_FILE))
+    record = {
+        **scores,
+        "epoch": stats[-1]["epoch"] if stats else 0,
+        "generator": run_folder.GENERATOR_FILE,
+        "real_path": path,
+        "num_samples": num_samples,
+        "seconds": time.time() - started,
+        "wall_time": time.time(),
+    }
+    run_folder.append_jsonl(os.path.join(run_dir, METRIC_FILE), record)
+    return record
+
+
+def compare_folders(path_a: str, path_b: str, image_size: int, num: int, fid_weights=None, cache_dir=None) -> dict:
+    """FID/KID/precision/recall of folder B's images against folder A's."""
+    extractor = _extractor(fid_weights)
+    real = _real_features(path_a, image_size, num, extractor, cache_dir)
+    other = _real_features(path_b, image_size, num, extractor, cache_dir)
+    return metrics.compute_all(real, other)
+
+
+def nearest_picture(
+    run_dir: str,
+    path: str,
+    output: str,
+    count: int = 8,
+    k: int = 5,
+    metric: str = "mse",
+    max_real: int = 10_000,
+    seed: int = 0,
+    fid_weights: str | None = None,
+) -> str:
+    """Writes the nearest-neighbour check as a PNG and returns its path."""
+    sampler = generate.load_sampler(run_dir)
+    fakes = sampler.sample_uint8(count, seed)
+    reals = np.concatenate(list(data.image_batches_uint8(path, sampler.image_size, 256, limit=max_real)))
+    if metric == "inception":
+        extractor = _extractor(fid_weights)
+        index = metrics.nearest_neighbours(
+            extractor.features([fakes]), extractor.features(_chunks(reals, 100)), k=k, metric="inception"
+        )
+    else:
+        index = metrics.nearest_neighbours(fakes, reals, k=k, metric="mse")
+    picture = metrics.nearest_neighbour_grid(fakes, reals, index)
+    if os.path.exists(output):
+        raise UserError(f"{output} already exists; choose another --output")
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    run_folder.save_png(output, picture)
+    return output
+
+
+def _chunks(array, size):
+    for start in range(0, len(array), size):
+        yield array[start : start + size]
+
+
+class FIDMonitor:
+    """Training callback: FID every `every` epochs into stats.jsonl and metric-fid.jsonl.
+
+    The generator with the lowest FID so far is kept as generator-best.keras.
+    """
+
+    def __init__(self, run_dir: str, path: str, every: int, num_samples: int, num_real: int,
+                 fid_weights: str | None = None, cache_dir: str | None = None):
+        self.run_dir, self.path, self.every = run_dir, path, every
+        self.num_samples, self.num_real = num_samples, num_real
+        self.extractor = _extractor(fid_weights)  # fails before training starts, not after an hour
+        self.cache_dir = cache_dir
+        previous = run_folder.read_jsonl(os.path.join(run_dir, METRIC_FILE))
+        self.key = f"fid{metrics.count_label(num_samples)}"
+        self.best = min((r[self.key] for r in previous if self.key in r), default=float("inf"))
+
+    def on_epoch_end(self, trainer, epoch: int, record: dict) -> None:
+        if epoch % self.every:
+            return
+        sampler = generate.Sampler(trainer.sampling_generator)
+        started = time.time()
+        scores = evaluate_sampler(sampler, self.path, self.num_samples, self.num_real, self.extractor, self.cache_dir)
+        record.update(scores)
+        best = scores[self.key] < self.best
+        if best:
+            self.best = scores[self.key]
+            trainer.sampling_generator.save(os.path.join(self.run_dir, BEST_GENERATOR_FILE))
+        run_folder.append_jsonl(
+            os.path.join(self.run_dir, METRIC_FILE),
+            {**scores, "epoch": epoch, "step": record["step"], "checkpoint": record.get("checkpoint"),
+             "best": best, "num_samples": self.num_samples, "seconds": time.time() - started,
+             "wall_time": time.time()},
+        )
+        print(f"  {self.key} {scores[self.key]:.2f}{'  (best so far: saved ' + BEST_GENERATOR_FILE + ')' if best else ''}",
+              flush=True)
