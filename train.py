@@ -73,6 +73,8 @@ flags.DEFINE_string("run_dir", "", "A run folder: where to train (multi-worker) 
 flags.DEFINE_string("resume", "", "Continue a run from its newest checkpoint: a run folder or 'latest'.")
 flags.DEFINE_float("max_minutes", 0.0, "Stop (with a checkpoint) after this many minutes; 0 = no limit.", lower_bound=0)
 flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints to keep.", lower_bound=1)
+flags.DEFINE_bool("keep_worker_files", False, "multiworker: keep non-chief workers' scratch checkpoints "
+                  "(run_dir/.workerN-scratch) for inspection instead of deleting them.")
 flags.DEFINE_bool("dry_run", False, "Print the resolved configuration as JSON and exit.")
 # Generate
 flags.DEFINE_integer("img_num", 100, "Number of images to generate.", lower_bound=1, upper_bound=100_000)
@@ -163,7 +165,8 @@ def run_train():
         callbacks.append(evaluation.FIDMonitor(run_dir, path, FLAGS.fid_every, FLAGS.num_samples, FLAGS.num_real,
                                                FLAGS.fid_weights or None, FLAGS.features_cache or None))
     try:
-        training_loop.train(config, source, run_dir, strategy, resume=bool(FLAGS.resume), callbacks=callbacks)
+        training_loop.train(config, source, run_dir, strategy, resume=bool(FLAGS.resume), callbacks=callbacks,
+                            keep_worker_files=FLAGS.keep_worker_files)
     except training_loop.TrainingInterrupted as stop:
         return 128 + stop.signum
     except training_loop.TrainingDiverged as error:

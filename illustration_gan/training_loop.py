@@ -139,8 +139,10 @@ class GANTrainer:
         return tf.stack([tf.cast(self.config.seed * 1_000_003 + salt * 1009 + replica, tf.int64), self.step])
 
     def _replica_step(self, real, swap):
-        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
-        return self._gradients(real, swap, tf.cast(replica, tf.int64))
+        context = tf.distribute.get_replica_context()
+        metrics, d_grads, g_grads = self._gradients(real, swap, tf.cast(context.replica_id_in_sync_group, tf.int64))
+        # One packed all-reduce per step (gradients were scaled by 1/global batch, so SUM is the mean).
+        return context.all_reduce(tf.distribute.ReduceOp.SUM, (metrics, d_grads, g_grads))
 
     def _losses_and_gradients(self, real, swap, replica):
         """One replica's forward pass, losses and gradients (no cross-replica communication)."""
@@ -226,10 +228,11 @@ class GANTrainer:
         noise_draw = tf.random.stateless_uniform([], self._seed(4))
         swap = regimes.swap_labels(t.balance, k, noise_draw, t.noisy_labels, self.boost_mode)
         real = next(iterator)
-        metrics, d_grads, g_grads = self.strategy.run(self._replica_step, args=(real, swap))
-        reduce = lambda value: self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)  # noqa: E731
-        metrics = {name: reduce(value) for name, value in metrics.items()}
-        d_grads, g_grads = reduce(d_grads), reduce(g_grads)
+        reduced = self.strategy.run(self._replica_step, args=(real, swap))
+        # Every replica now holds the same sums; continue with this worker's first copy.
+        metrics, d_grads, g_grads = tf.nest.map_structure(
+            lambda value: self.strategy.experimental_local_results(value)[0], reduced
+        )
         decision = regimes.decide(
             t.balance,
             metrics["d_loss"],
@@ -322,6 +325,7 @@ def train(
     strategy: tf.distribute.Strategy,
     resume: bool = False,
     callbacks: list | None = None,
+    keep_worker_files: bool = False,
 ) -> GANTrainer:
     """Trains for `config.epochs` epochs (or until stopped), writing into `run_dir`.
 
@@ -459,7 +463,7 @@ def train(
             writer.flush()
         if chief:
             run_folder.write_progress_gif(run_dir)
-        if not chief:
+        if not chief and not keep_worker_files:
             shutil.rmtree(out_dir, ignore_errors=True)
     if stopped_early and chief:
         reason = signal.Signals(stop.signum).name if stop.signum else f"--max_minutes {config.max_minutes:g}"
