@@ -445,7 +445,7 @@ def train(
                         if k in record:
                             tf.summary.scalar(k, record[k])
                     tf.summary.image("fakes", grid[None], max_outputs=1)
-                remaining = (config.epochs - epoch) * float(np.mean(epoch_times[-3:]))
+                remaining = min((config.epochs - epoch) * float(np.mean(epoch_times[-3:])), deadline - time.time())
                 extra = f"  zpred {record['zpred_loss']:.3f}" if "zpred_loss" in record else ""
                 log(
                     f"epoch {epoch}/{config.epochs}  d_loss {record['d_loss']:.3f}  g_loss {record['g_loss']:.3f}{extra}"

@@ -1,0 +1,186 @@
+"""Speed and memory of every model on this machine: python bench/benchmark.py
+
+Per model preset at --image_size (64) and --batch_size (64), after warm-up:
+  - training images/s, and achieved GFLOP/s from counted FLOPs per training image
+    (FLOPs of one forward pass of G and of D counted by the TensorFlow profiler;
+    a training image costs 3 x (G + 2 D): forward plus a backward of twice the
+    forward, with D run on a real and a fake image);
+  - generation images/s (inference, batch 64);
+and once:
+  - the input pipeline alone (read, decode, resize, flip, batch; no cache) in images/s
+    on ../shared/data/anime_faces, and its ratio to the fastest model's training rate;
+  - peak resident memory of a real training run (train.py, DCGAN 64x64, batch 64) in a child process.
+Writes the table to BENCHMARKS.md (--write) and prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+FACES = ROOT.parent / "shared" / "data" / "anime_faces"
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from illustration_gan import config as config_lib  # noqa: E402
+from illustration_gan import data, training_loop  # noqa: E402
+
+
+def forward_flops(model, input_shape) -> float:
+    """FLOPs of one forward pass for one example, counted by the TF profiler on the traced graph."""
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    fn = tf.function(lambda x: model(x, training=False))
+    concrete = fn.get_concrete_function(tf.TensorSpec((1, *input_shape), tf.float32))
+    frozen = convert_variables_to_constants_v2(concrete)
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    info = tf.compat.v1.profiler.profile(graph=frozen.graph, options=options)
+    return float(info.total_float_ops)
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    if os.path.exists("/proc/cpuinfo"):
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, TensorFlow {tf.__version__}"
+
+
+def time_training(preset: str, image_size: int, batch: int, steps: int, extra: dict) -> dict:
+    config = config_lib.resolve(preset, dict(image_size=image_size, batch_size=batch, **extra))
+    strategy = tf.distribute.get_strategy()
+    trainer = training_loop.GANTrainer(config, strategy)
+    real = tf.random.uniform((batch, image_size, image_size, 3), -1, 1, seed=0)
+    iterator = iter(strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(real).repeat()))
+    for _ in range(3):  # trace, compile, warm caches
+        float(trainer.train_step(iterator)["d_loss"])
+    started = time.perf_counter()
+    for _ in range(steps):
+        metrics = trainer.train_step(iterator)
+    float(metrics["d_loss"])
+    train_rate = steps * batch / (time.perf_counter() - started)
+
+    generate = tf.function(lambda z: trainer.generator(z, training=False))
+    z = trainer.generator.sample_latents(batch, tf.constant([1, 2], tf.int64))
+    for _ in range(2):
+        generate(z).numpy()
+    started = time.perf_counter()
+    for _ in range(steps):
+        out = generate(z)
+    out.numpy()
+    generate_rate = steps * batch / (time.perf_counter() - started)
+
+    g_flops = forward_flops(trainer.generator, (config.model.z_dim,))
+    d_flops = forward_flops(trainer.discriminator, (image_size, image_size, 3))
+    train_flops = 3 * (g_flops + 2 * d_flops)
+    if trainer.z_predictor is not None:
+        train_flops += 3 * forward_flops(trainer.z_predictor, (4 * 4 * 512,))
+    return {
+        "model": preset + (" " + " ".join(f"{k}={v}" for k, v in extra.items()) if extra else ""),
+        "train_img_s": train_rate,
+        "gflop_per_img": train_flops / 1e9,
+        "gflop_s": train_rate * train_flops / 1e9,
+        "generate_img_s": generate_rate,
+    }
+
+
+def time_input_pipeline(image_size: int, batch: int, images: int) -> float:
+    source = data.scan(str(FACES))
+    ds = data.training_dataset(source, image_size, batch, seed=0, cache=False)
+    batches = images // batch
+    it = iter(ds)
+    next(it)
+    started = time.perf_counter()
+    for _ in range(batches):
+        next(it)
+    return batches * batch / (time.perf_counter() - started)
+
+
+def peak_training_memory(image_size: int, batch: int, seconds: float) -> float:
+    """Peak RSS (GiB) of `train.py` training DCGAN on the shared faces for a while."""
+    run_root = Path("/tmp") / f"bench-runs-{os.getpid()}"
+    command = [sys.executable, str(ROOT / "train.py"), "--TYPE", "train", "--path", str(FACES), "--model", "dcgan",
+               "--image_size", str(image_size), "--batch_size", str(batch), "--epochs", "1",
+               "--max_minutes", str(seconds / 60), "--run_root", str(run_root)]
+    subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--image_size", type=int, default=64)
+    parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per model")
+    parser.add_argument("--models", default="dcgan,illustration,wgan,dense")
+    parser.add_argument("--variants", default="dcgan:precision=mixed_bfloat16,dcgan:xla=True",
+                        help="extra rows: preset:field=value[;field=value], comma separated")
+    parser.add_argument("--memory_seconds", type=float, default=90)
+    parser.add_argument("--write", action="store_true", help="write BENCHMARKS.md")
+    args = parser.parse_args()
+
+    load_before = os.getloadavg()[0]
+    rows = [time_training(m, args.image_size, args.batch_size, args.steps, {}) for m in args.models.split(",") if m]
+    for variant in filter(None, args.variants.split(",")):
+        preset, _, fields = variant.partition(":")
+        extra = {}
+        for item in filter(None, fields.split(";")):
+            key, value = item.split("=")
+            extra[key] = {"True": True, "False": False}.get(value, value)
+        rows.append(time_training(preset, args.image_size, args.batch_size, args.steps, extra))
+        import keras
+
+        keras.mixed_precision.set_global_policy("float32")
+    pipeline = time_input_pipeline(args.image_size, args.batch_size, 3000) if FACES.exists() else float("nan")
+    memory = peak_training_memory(args.image_size, args.batch_size, args.memory_seconds) if FACES.exists() else float("nan")
+    load_after = os.getloadavg()[0]
+
+    fastest = max(r["train_img_s"] for r in rows)
+    dcgan = next(r for r in rows if r["model"] == "dcgan")
+    lines = [
+        f"| model | train img/s | GFLOP per training image | achieved GFLOP/s | rate vs FLOP share of DCGAN | generate img/s |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        expected = dcgan["train_img_s"] * dcgan["gflop_per_img"] / r["gflop_per_img"]
+        lines.append(
+            f"| {r['model']} | {r['train_img_s']:.1f} | {r['gflop_per_img']:.2f} | {r['gflop_s']:.0f} | "
+            f"{r['train_img_s'] / expected:.2f}x | {r['generate_img_s']:.0f} |"
+        )
+    summary = [
+        f"Input pipeline (read, decode, resize to {args.image_size}, flip, batch {args.batch_size}; no cache): "
+        f"{pipeline:.0f} images/s = {pipeline / fastest:.1f}x the fastest model's training rate.",
+        f"Peak resident memory of `train.py` (DCGAN {args.image_size}x{args.image_size}, batch {args.batch_size}, "
+        f"{args.memory_seconds:.0f} s of training on the shared faces): {memory:.2f} GiB.",
+        f"Load average (1 min) before/after: {load_before:.1f} / {load_after:.1f} on {os.cpu_count()} cores.",
+    ]
+    text = "\n".join(lines + [""] + summary)
+    print(text)
+    if args.write:
+        command = "python bench/benchmark.py " + " ".join(sys.argv[1:])
+        header = (f"# Benchmarks\n\nMeasured {datetime.date.today()} on {machine()} with\n`{command}`\n"
+                  f"(image size {args.image_size}, batch {args.batch_size}, float32 unless noted).\n\n")
+        path = ROOT / "BENCHMARKS.md"
+        old = path.read_text() if path.exists() else ""
+        marker = "<!-- benchmark.py -->"
+        notes = old.split(marker, 1)[1] if marker in old else ""
+        path.write_text(header + text + "\n\n" + marker + notes)
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
