@@ -32,7 +32,9 @@ flags.DEFINE_string("path", "", "Training images: a folder (searched recursively
                     "or a glob of shards (gs:// works). Empty: the built-in procedural toy faces.")
 flags.DEFINE_integer("toy_count", 4096, "Number of toy faces when --path is empty.", lower_bound=64)
 # Model
-flags.DEFINE_enum("model", "illustration", sorted(config_lib.PRESETS), "Model preset (architecture + training recipe).")
+flags.DEFINE_enum("model", "fast", sorted(config_lib.PRESETS),
+                  "Model preset (architecture + training recipe): fast (best measured at a 20-minute CPU budget), "
+                  "illustration (IllustrationGAN 2016), dcgan, wgan, dense. See README, Models.")
 flags.DEFINE_integer("image_size", 64, "Training resolution (32, 64, 128 or 256). Default 32 on the toy faces. [preset]")
 flags.DEFINE_integer("z_dim", 100, "Size of the latent vector z. [preset]", lower_bound=1)
 flags.DEFINE_integer("g_width", 64, "Generator channels at the finest level (doubling per level, up to 512). [preset]", lower_bound=1)
@@ -68,6 +70,7 @@ flags.DEFINE_integer("seed", 0, "Random seed (z sampling, shuffling, generation)
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multiworker"], "tf.distribute strategy.")
 flags.DEFINE_integer("cpu_replicas", 2, "--strategy mirrored without GPUs: logical CPU devices.", lower_bound=1)
 flags.DEFINE_enum("precision", "float32", ["float32", "mixed_float16", "mixed_bfloat16"], "Keras dtype policy.")
+flags.DEFINE_bool("xla", False, "Compile each replica's forward and backward pass with XLA.")
 flags.DEFINE_string("run_root", "runs", "Folder holding the run folders.")
 flags.DEFINE_string("run_dir", "", "A run folder: where to train (multi-worker) or which run to use ('' = newest).")
 flags.DEFINE_string("resume", "", "Continue a run from its newest checkpoint: a run folder or 'latest'.")
@@ -109,7 +112,7 @@ flags.register_multi_flags_validator(
 CONFIG_FLAGS = (
     "image_size z_dim g_width d_width fc_units minibatch_kernels minibatch_dims z_predictor batch_size loss "
     "optimizer g_lr d_lr beta1 beta2 label_smoothing noisy_labels balance margin monitor_ratio n_critic "
-    "clip_weights gp_weight zpred_weight augment ema_kimg epochs seed strategy precision run_root max_minutes keep_checkpoints"
+    "clip_weights gp_weight zpred_weight augment ema_kimg epochs seed strategy precision xla run_root max_minutes keep_checkpoints"
 ).split()
 TOY_DEFAULTS = {"image_size": 32, "epochs": 10}  # the first-run default: minutes on a laptop CPU
 
