@@ -1,0 +1,61 @@
+"""Evaluation of generators: FID, KID, precision/recall and a nearest-neighbour check.
+
+Modules, top to bottom:
+inception (the FID Inception network and its weights) -> features (batched extraction,
+cached real-set features) -> scores (FID, Heusel et al. 2017; KID, Binkowski et al. 2018;
+improved precision/recall, Kynkäänniemi et al. 2019) -> nearest (memorisation check).
+
+Typical use::
+
+    extractor = metrics.FeatureExtractor(weights_path)          # or None: env var / cache
+    real = metrics.real_features("faces/", 64, 5000, extractor)  # cached on disk
+    fake = metrics.generated_features(sample_fn, 5000, extractor)
+    metrics.compute_all(real, fake)  # {'fid5k': ..., 'kid5k': ..., 'kid5k_std': ..., ...}
+"""
+
+from illustration_gan.metrics.features import (
+    FeatureExtractor,
+    default_features_cache_dir,
+    generated_features,
+    real_features,
+)
+from illustration_gan.metrics.inception import (
+    DEFAULT_WEIGHTS_ENV,
+    FIDWeightsNotFound,
+    build_fid_inception,
+    convert_tf_graph_to_npz,
+    default_weights_cache_path,
+    resolve_fid_weights,
+)
+from illustration_gan.metrics.nearest import nearest_neighbour_grid, nearest_neighbours
+from illustration_gan.metrics.scores import (
+    compute_all,
+    count_label,
+    feature_statistics,
+    fid_from_features,
+    frechet_distance,
+    kernel_inception_distance,
+    precision_recall,
+)
+
+__all__ = [
+    "DEFAULT_WEIGHTS_ENV",
+    "FIDWeightsNotFound",
+    "FeatureExtractor",
+    "build_fid_inception",
+    "compute_all",
+    "convert_tf_graph_to_npz",
+    "count_label",
+    "default_features_cache_dir",
+    "default_weights_cache_path",
+    "feature_statistics",
+    "fid_from_features",
+    "frechet_distance",
+    "generated_features",
+    "kernel_inception_distance",
+    "nearest_neighbour_grid",
+    "nearest_neighbours",
+    "precision_recall",
+    "real_features",
+    "resolve_fid_weights",
+]
