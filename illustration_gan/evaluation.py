@@ -60,6 +60,12 @@ def evaluate_run(
     sampler = generate.load_sampler(run_dir)
     started = time.time()
     scores = evaluate_sampler(sampler, path, num_samples, num_real, extractor, cache_dir, seed)
+    options = run_folder.read_json(os.path.join(run_dir, run_folder.OPTIONS_FILE))
+    if options.get("dataset", {}).get("builtin_toy_faces"):  # known attributes: measure mode coverage too
+        from illustration_gan import coverage
+
+        toy = coverage.evaluate_coverage(sampler, num_samples=min(num_samples, 4800), seed=seed)
+        scores.update({f"toy_{k}": toy[k] for k in ("modes_covered", "coverage", "kl_to_uniform")})
     stats = run_folder.read_jsonl(os.path.join(run_dir, run_folder.STATS_FILE))
     record = {
         **scores,

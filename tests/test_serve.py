@@ -39,15 +39,19 @@ def make_faces(folder) -> None:
             Image.fromarray(image).save(folder / f"{i}.png")
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("serve")
+def train_tiny_run(root):
+    """A one-epoch tiny DCGAN run on make_faces' images, in root/00000-faces-dcgan."""
     faces = root / "faces"
     make_faces(faces)
     config = config_lib.resolve("dcgan", dict(TINY, path=str(faces)))
     run_dir = root / "00000-faces-dcgan"
     training_loop.train(config, data.scan(str(faces)), str(run_dir), tf.distribute.get_strategy())
     return run_dir
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return train_tiny_run(tmp_path_factory.mktemp("serve"))
 
 
 @pytest.fixture(scope="module")

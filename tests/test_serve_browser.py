@@ -12,10 +12,6 @@ import shutil
 import threading
 
 import pytest
-import tensorflow as tf
-
-from illustration_gan import data, training_loop
-from illustration_gan import config as config_lib
 
 pytestmark = pytest.mark.browser
 
@@ -43,17 +39,12 @@ def browser_paths():
 @pytest.fixture(scope="module")
 def server(browser_paths, tmp_path_factory):
     """A tiny run (one epoch on 32 faces) served on a free loopback port."""
-    from test_serve import TINY, make_faces
+    from test_serve import train_tiny_run
     from werkzeug.serving import make_server
 
     from illustration_gan.serve import create_app
 
-    root = tmp_path_factory.mktemp("browser")
-    faces = root / "faces"
-    make_faces(faces)
-    config = config_lib.resolve("dcgan", dict(TINY, path=str(faces)))
-    run_dir = root / "00000-faces-dcgan"
-    training_loop.train(config, data.scan(str(faces)), str(run_dir), tf.distribute.get_strategy())
+    run_dir = train_tiny_run(tmp_path_factory.mktemp("browser"))
     app = create_app(str(run_dir))
     app.extensions["illustration_gan_explorer"].warm_up()
     httpd = make_server("127.0.0.1", 0, app, threaded=True)
