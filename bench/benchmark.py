@@ -62,7 +62,8 @@ def machine() -> str:
 
 
 def time_training(preset: str, image_size: int, batch: int, steps: int, extra: dict) -> dict:
-    config = config_lib.resolve(preset, dict(image_size=image_size, batch_size=batch, **extra))
+    config = config_lib.resolve(preset, {"image_size": image_size, "batch_size": batch, **extra})
+    batch = config.training.batch_size
     strategy = tf.distribute.get_strategy()
     trainer = training_loop.GANTrainer(config, strategy)
     real = tf.random.uniform((batch, image_size, image_size, 3), -1, 1, seed=0)
@@ -126,8 +127,9 @@ def main():
     parser.add_argument("--image_size", type=int, default=64)
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=10, help="timed steps per model")
-    parser.add_argument("--models", default="dcgan,illustration,wgan,dense")
-    parser.add_argument("--variants", default="dcgan:precision=mixed_bfloat16,dcgan:xla=True",
+    parser.add_argument("--models", default="dcgan,illustration,wgan,dense,fast")
+    parser.add_argument("--variants",
+                        default="dcgan:precision=mixed_bfloat16,dcgan:xla=True,fast:batch_size=16,fast:batch_size=8",
                         help="extra rows: preset:field=value[;field=value], comma separated")
     parser.add_argument("--memory_seconds", type=float, default=90)
     parser.add_argument("--write", action="store_true", help="write BENCHMARKS.md")
@@ -140,7 +142,7 @@ def main():
         extra = {}
         for item in filter(None, fields.split(";")):
             key, value = item.split("=")
-            extra[key] = {"True": True, "False": False}.get(value, value)
+            extra[key] = {"True": True, "False": False}.get(value, int(value) if value.isdigit() else value)
         rows.append(time_training(preset, args.image_size, args.batch_size, args.steps, extra))
         import keras
 
