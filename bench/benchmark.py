@@ -113,13 +113,25 @@ def time_input_pipeline(image_size: int, batch: int, images: int) -> float:
 
 
 def peak_training_memory(image_size: int, batch: int, seconds: float) -> float:
-    """Peak RSS (GiB) of `train.py` training DCGAN on the shared faces for a while."""
+    """Peak RSS (GiB) of `train.py` training DCGAN on the shared faces for a while.
+
+    The child reports its own ru_maxrss: the parent's RUSAGE_CHILDREN would also count the
+    pages of this (large) benchmark process that the child shares between fork and exec.
+    """
     run_root = Path("/tmp") / f"bench-runs-{os.getpid()}"
-    command = [sys.executable, str(ROOT / "train.py"), "--TYPE", "train", "--path", str(FACES), "--model", "dcgan",
-               "--image_size", str(image_size), "--batch_size", str(batch), "--epochs", "1",
-               "--max_minutes", str(seconds / 60), "--run_root", str(run_root)]
-    subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
+    argv = ["train.py", "--TYPE", "train", "--path", str(FACES), "--model", "dcgan", "--image_size", str(image_size),
+            "--batch_size", str(batch), "--epochs", "1", "--max_minutes", str(seconds / 60), "--run_root", str(run_root)]
+    wrapper = (
+        "import resource, runpy, sys\n"
+        f"sys.argv = {argv!r}\n"
+        "try:\n    runpy.run_path('train.py', run_name='__main__')\n"
+        "finally:\n    print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", wrapper], cwd=ROOT, capture_output=True, text=True)
+    peak = [line.split()[1] for line in result.stderr.splitlines() if line.startswith("PEAK_RSS_KB")]
+    if not peak:
+        raise RuntimeError(f"train.py did not report its memory:\n{result.stderr[-2000:]}")
+    return int(peak[-1]) / 2**20
 
 
 def main():
