@@ -82,13 +82,17 @@ def decode_to_rgb(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
     return tf.cast(tf.clip_by_value(tf.round(rgb), 0, 255), tf.uint8)
 
 
+def _records(files: Sequence[str]) -> tf.data.TFRecordDataset:
+    compression = "GZIP" if files and files[0].endswith(".gz") else None
+    return tf.data.TFRecordDataset(list(files), compression_type=compression)
+
+
 def _encoded_images(source_kind: str, files: Sequence[str]) -> tf.data.Dataset:
     if source_kind == "files":
         return tf.data.Dataset.from_tensor_slices(list(files)).map(
             tf.io.read_file, num_parallel_calls=tf.data.AUTOTUNE
         )
-    compression = "GZIP" if files and files[0].endswith(".gz") else None
-    records = tf.data.TFRecordDataset(list(files), compression_type=compression)
+    records = _records(files)
     spec = {TFRECORD_IMAGE_KEY: tf.io.FixedLenFeature([], tf.string)}
     return records.map(
         lambda r: tf.io.parse_single_example(r, spec)[TFRECORD_IMAGE_KEY],
@@ -108,7 +112,7 @@ def _decodable_indices(kind: str, files: Sequence[str]) -> tuple[np.ndarray, int
     if kind == "files":
         total = len(files)
     else:
-        total = sum(1 for _ in tf.data.TFRecordDataset(list(files), compression_type="GZIP" if files[0].endswith(".gz") else None))
+        total = sum(1 for _ in _records(files))
     return indices, total
 
 
@@ -146,11 +150,11 @@ def scan(path: str) -> ImageSource:
 
 
 def _uint8_images(source: ImageSource, image_size: int) -> tf.data.Dataset:
-    ds = _encoded_images(source.kind, source.files)
-    if source.skipped and source.kind == "tfrecord":
-        ds = ds.map(lambda enc: decode_to_rgb(enc, image_size)).ignore_errors()
-        return ds
-    return ds.map(lambda enc: decode_to_rgb(enc, image_size), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = _encoded_images(source.kind, source.files).map(
+        lambda enc: decode_to_rgb(enc, image_size), num_parallel_calls=tf.data.AUTOTUNE
+    )
+    # Bad files are already left out of a folder's list; bad records can only be skipped here.
+    return ds.ignore_errors() if source.skipped and source.kind == "tfrecord" else ds
 
 
 def training_dataset(

@@ -156,5 +156,5 @@ class FIDMonitor:
              "best": best, "num_samples": self.num_samples, "seconds": time.time() - started,
              "wall_time": time.time()},
         )
-        print(f"  {self.key} {scores[self.key]:.2f}{'  (best so far: saved ' + BEST_GENERATOR_FILE + ')' if best else ''}",
-              flush=True)
+        note = f"  (best so far: saved {BEST_GENERATOR_FILE})" if best else ""
+        print(f"  {self.key} {scores[self.key]:.2f}{note}", flush=True)

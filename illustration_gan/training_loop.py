@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from illustration_gan import augment, data, distribute, losses, regimes, run_folder
+from illustration_gan import UserError, augment, data, distribute, losses, regimes, run_folder
 from illustration_gan.config import Config
 from illustration_gan.networks import build_networks
 
@@ -341,8 +341,6 @@ def train(
     global_batch = t.batch_size
     steps_per_epoch = source.num_images // global_batch
     if steps_per_epoch == 0:
-        from illustration_gan import UserError
-
         raise UserError(f"{source.num_images} images are fewer than one batch of {global_batch}")
 
     manager = tf.train.CheckpointManager(
@@ -350,8 +348,6 @@ def train(
     )
     if resume:
         if manager.latest_checkpoint is None:
-            from illustration_gan import UserError
-
             raise UserError(f"nothing to resume: no checkpoint in {run_dir}/checkpoints")
         trainer.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
     start_epoch = int(trainer.epoch.numpy())
