@@ -60,6 +60,8 @@ flags.DEFINE_float("monitor_ratio", 0.8, "--balance monitor: D updates only when
 flags.DEFINE_integer("n_critic", 1, "Discriminator steps per generator step. [preset]", lower_bound=1)
 flags.DEFINE_float("clip_weights", 0.0, "Clip critic weights to +-value after each step (WGAN); 0 = off. [preset]", lower_bound=0)
 flags.DEFINE_float("gp_weight", 0.0, "Gradient penalty weight (WGAN-GP); 0 = off. [preset]", lower_bound=0)
+flags.DEFINE_float("r1_gamma", 0.0, "R1 penalty gamma on real images (minimax loss); 0 = off. [preset]",
+                   lower_bound=0)
 flags.DEFINE_float("zpred_weight", 1.0, "Weight of the z-prediction loss. [preset]", lower_bound=0)
 flags.DEFINE_string("augment", "", "DiffAugment policy for D's inputs: comma list of color, translation, cutout "
                     "('' = off). [preset]")
@@ -112,7 +114,8 @@ flags.register_multi_flags_validator(
 CONFIG_FLAGS = (
     "image_size z_dim g_width d_width fc_units minibatch_kernels minibatch_dims z_predictor batch_size loss "
     "optimizer g_lr d_lr beta1 beta2 label_smoothing noisy_labels balance margin monitor_ratio n_critic "
-    "clip_weights gp_weight zpred_weight augment ema_kimg epochs seed strategy precision xla run_root max_minutes keep_checkpoints"
+    "clip_weights gp_weight r1_gamma zpred_weight augment ema_kimg epochs seed strategy precision xla run_root "
+    "max_minutes keep_checkpoints"
 ).split()
 TOY_DEFAULTS = {"image_size": 32, "epochs": 10}  # the first-run default: minutes on a laptop CPU
 

@@ -59,26 +59,29 @@ class CropFacesError(Exception):
     """A problem with the inputs or settings; printed as one line."""
 
 
+_CROP = face_cropping.CropSettings  # the worker's settings own the defaults they share with the CLI
+
+
 @dataclasses.dataclass
 class Config:
     input: str
     output: str
-    size: int = 128
-    margin: float = 0.25
-    min_face: int = 64
-    scale_factor: float = 1.1
-    min_neighbors: int = 5
-    min_size: int = 24
+    size: int = _CROP.size
+    margin: float = _CROP.margin
+    min_face: int = _CROP.min_face
+    scale_factor: float = _CROP.scale_factor
+    min_neighbors: int = _CROP.min_neighbors
+    min_size: int = _CROP.min_size
     workers: int = 1
     cascade: str = ""
     format: str = "png"
-    jpeg_quality: int = 95
+    jpeg_quality: int = _CROP.jpeg_quality
     shard_size: int = 1000
     near_duplicate_distance: int = 4
-    min_chroma: float = 4.0
-    min_std: float = 3.0
-    max_megapixels: float = 40.0
-    detect_max_side: int = 4096
+    min_chroma: float = _CROP.min_chroma
+    min_std: float = _CROP.min_std
+    max_megapixels: float = _CROP.max_pixels / 1e6
+    detect_max_side: int = _CROP.detect_max_side
     dry_run: bool = False
     preview: bool = False
     preview_path: str = ""

@@ -60,6 +60,7 @@ class TrainingConfig:
     n_critic: int = 1  # discriminator steps per generator step
     clip_weights: float = 0.0  # WGAN weight clipping (0 = off)
     gp_weight: float = 0.0  # WGAN-GP gradient penalty (0 = off)
+    r1_gamma: float = 0.0  # R1 penalty on real images, gamma / 2 * ||grad D(x)||^2 (0 = off)
     zpred_weight: float = 1.0
     augment: str = ""  # DiffAugment policy, e.g. "color,translation,cutout" ("" = off)
     ema_kimg: float = 0.0  # half-life of the generator's weight average, in thousands of images (0 = off)
@@ -190,6 +191,8 @@ def validate(config: Config) -> None:
         raise UserError("the wasserstein loss needs a linear critic (critic=True, as in --model wgan)")
     if t.loss == "wasserstein" and (t.label_smoothing or t.noisy_labels):
         raise UserError("label smoothing and noisy labels apply to the minimax loss only")
+    if t.r1_gamma > 0 and t.loss == "wasserstein":
+        raise UserError("the R1 penalty regularises the minimax discriminator; WGAN uses --gp_weight")
     if m.z_predictor and m.architecture != "illustration":
         raise UserError("the z-predictor reads the IllustrationGAN generator's FC features; use --model illustration")
     if t.augment:

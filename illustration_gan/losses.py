@@ -57,6 +57,16 @@ def wasserstein_gradient_penalty(critic, real, fake, seed, training=True):
     return tf.square(norms - 1.0)
 
 
+def r1_penalty(discriminator, real, training=True):
+    """||grad_x D(x)||^2 on real images (Mescheder et al. 2018, "Which Training Methods for GANs
+    do actually Converge?"), per example; the loss adds gamma / 2 times it to D's loss."""
+    with tf.GradientTape() as tape:
+        tape.watch(real)
+        scores = discriminator(real, training=training)
+    grads = tape.gradient(scores, real)
+    return tf.reduce_sum(tf.square(tf.cast(grads, tf.float32)), axis=[1, 2, 3])
+
+
 def z_prediction_loss(z, predicted_z):
     """Mean squared error between z and the z-predictor's estimate, per example (IllustrationGAN)."""
     return tf.reduce_mean(tf.square(tf.cast(predicted_z, tf.float32) - tf.cast(z, tf.float32)), axis=-1)

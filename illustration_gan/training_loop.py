@@ -178,6 +178,10 @@ class GANTrainer:
                 )
                 d_total += t.gp_weight * penalty
                 metrics["gradient_penalty"] = penalty
+            if t.r1_gamma > 0:  # on the images D saw, augmented or not (as stylegan2-ada)
+                penalty = average(losses.r1_penalty(self.discriminator, d_real_in))
+                d_total += 0.5 * t.r1_gamma * penalty
+                metrics["r1_penalty"] = penalty
             if self.z_predictor is not None:
                 zpred_loss = average(losses.z_prediction_loss(z, self.z_predictor(features, training=True)))
                 g_total += t.zpred_weight * zpred_loss

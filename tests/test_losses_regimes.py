@@ -40,6 +40,14 @@ def test_gradient_penalty_is_zero_for_a_unit_gradient_critic():
     np.testing.assert_allclose(penalty, 0.0, atol=1e-5)
 
 
+def test_r1_penalty_is_the_squared_input_gradient_per_image():
+    # D(x) = sum(x^2) has gradient 2x, so the penalty of image i is 4 * sum(x_i^2).
+    critic = lambda x, training=True: tf.reduce_sum(tf.square(x), axis=[1, 2, 3])  # noqa: E731
+    real = tf.random.normal([3, 2, 2, 3], seed=1)
+    expected = 4.0 * tf.reduce_sum(tf.square(real), axis=[1, 2, 3])
+    np.testing.assert_allclose(losses.r1_penalty(critic, real), expected, rtol=1e-5)
+
+
 def decide(balance, d_loss, g_loss, **kwargs):
     out = regimes.decide(balance, tf.constant(d_loss), tf.constant(g_loss), step=tf.constant(0, tf.int64), **kwargs)
     return bool(out.update_d), bool(out.update_g), int(out.boost_mode), int(out.boost_left)

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from illustration_gan import config as config_lib
-from illustration_gan import data, generate, run_folder, training_loop
+from illustration_gan import UserError, data, generate, run_folder, training_loop
 
 TINY = dict(image_size=32, g_width=8, d_width=8, fc_units=32, z_dim=16, batch_size=16, epochs=1)
 
@@ -78,3 +78,15 @@ def test_wgan_gradient_penalty_variant_trains(faces_source, tmp_path):
     training_loop.train(config, faces_source, str(tmp_path / "run"), tf.distribute.get_strategy())
     (record,) = run_folder.read_jsonl(str(tmp_path / "run" / "stats.jsonl"))
     assert np.isfinite(record["gradient_penalty"]) and record["gradient_penalty"] >= 0
+
+
+def test_r1_penalty_variant_trains_and_records_the_penalty(faces_source, tmp_path):
+    config = config_lib.resolve("fast", {**TINY, "r1_gamma": 1.0})
+    training_loop.train(config, faces_source, str(tmp_path / "run"), tf.distribute.get_strategy())
+    (record,) = run_folder.read_jsonl(str(tmp_path / "run" / "stats.jsonl"))
+    assert np.isfinite(record["r1_penalty"]) and record["r1_penalty"] > 0
+
+
+def test_r1_penalty_is_refused_with_the_wasserstein_loss():
+    with pytest.raises(UserError, match="R1"):
+        config_lib.resolve("wgan", {"r1_gamma": 1.0})
