@@ -1,0 +1,91 @@
+"""How to sample a finished run: the live or the EMA generator, and which batch-norm statistics.
+
+The EMA generator averages the trainable weights but copies the live generator's
+batch-norm moving statistics (training_loop._update_ema), which belong to other
+weights. This scores, on the same z, four ways of sampling a run's last checkpoint:
+
+- live generator, inference-mode batch norm (moving statistics);
+- EMA generator as saved in generator.keras (copied statistics);
+- EMA generator in training-mode batch norm (statistics of each sampled batch of 100);
+- EMA generator with recalibrated statistics (200 batches of 64 in training mode first).
+
+    python bench/sampling_modes.py RUN_DIR [--num_samples 2000] [--faces DIR] [--weights FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from illustration_gan import data, generate, metrics, run_folder  # noqa: E402
+from illustration_gan.config import Config  # noqa: E402
+from illustration_gan.networks import build_networks  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def sampler(generator, training: bool):
+    forward = tf.function(lambda z: generator(z, training=training))
+
+    def sample(n: int, seed: int):
+        return data.to_uint8(forward(generator.sample_latents(n, tf.constant([seed, 0], tf.int64))))
+
+    return sample
+
+
+def recalibrate_batch_norm(generator, batches: int = 200, batch_size: int = 64):
+    for layer in generator._flatten_layers():
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.99  # 200 batches: the initial statistics' weight falls to 0.99^200 = 13%
+    for i in range(batches):
+        generator(generator.sample_latents(batch_size, tf.constant([10_000 + i, 1], tf.int64)), training=True)
+    return generator
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir")
+    parser.add_argument("--num_samples", type=int, default=2000)
+    parser.add_argument("--faces", default=str(SHARED / "anime_faces"))
+    parser.add_argument("--weights", default=str(SHARED / "fid_inception_v3_2015-12-05.npz"))
+    args = parser.parse_args()
+
+    extractor = metrics.FeatureExtractor(args.weights)
+    ema = generate.load_sampler(args.run_dir).generator
+    config = Config.from_json(run_folder.read_json(os.path.join(args.run_dir, run_folder.OPTIONS_FILE))["config"])
+    live = build_networks(config.model).generator
+    checkpoint = tf.train.latest_checkpoint(os.path.join(args.run_dir, "checkpoints"))
+    tf.train.Checkpoint(generator=live).restore(checkpoint).expect_partial()
+    real = metrics.real_features(args.faces, config.model.image_size, 5000, extractor, None)
+
+    modes = [
+        ("live generator, moving statistics", lambda: sampler(live, False)),
+        ("EMA generator.keras, copied statistics", lambda: sampler(ema, False)),
+        ("EMA, training-mode batch norm (batches of 100)", lambda: sampler(ema, True)),
+        ("EMA, recalibrated statistics", lambda: sampler(recalibrate_batch_norm(ema), False)),
+    ]
+    rows = []
+    for name, make in modes:
+        started = time.time()
+        scores = metrics.compute_all(real, metrics.generated_features(make(), args.num_samples, extractor, seed=0))
+        rows.append((name, scores))
+        print(f"{name}: {scores}  ({time.time() - started:.0f} s)", flush=True)
+    label = metrics.count_label(args.num_samples)
+    print(f"\nCommand: `python bench/sampling_modes.py {args.run_dir} --num_samples {args.num_samples}`")
+    print(f"| sampling | fid{label} | kid{label} | precision | recall |\n| --- | --- | --- | --- | --- |")
+    for name, s in rows:
+        print(f"| {name} | {s['fid' + label]:.1f} | {s['kid' + label]:.4f} | "
+              f"{s['precision' + label]:.3f} | {s['recall' + label]:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
