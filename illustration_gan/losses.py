@@ -45,26 +45,27 @@ def wasserstein_generator_loss(fake_scores):
     return -fake_scores
 
 
+def scores_and_input_gradients(discriminator, images, training=True):
+    """D's scores on `images` and their gradients with respect to the images (for penalties)."""
+    with tf.GradientTape() as tape:
+        tape.watch(images)
+        scores = discriminator(images, training=training)
+    return scores, tape.gradient(scores, images)
+
+
 def wasserstein_gradient_penalty(critic, real, fake, seed, training=True):
     """(||grad D(x_hat)||_2 - 1)^2 on random interpolates (Gulrajani et al. 2017), per example."""
     alpha = tf.random.stateless_uniform([tf.shape(real)[0], 1, 1, 1], seed, dtype=real.dtype)
-    interpolates = real + alpha * (fake - real)
-    with tf.GradientTape() as tape:
-        tape.watch(interpolates)
-        scores = critic(interpolates, training=training)
-    grads = tape.gradient(scores, interpolates)
+    _, grads = scores_and_input_gradients(critic, real + alpha * (fake - real), training)
     norms = tf.sqrt(tf.reduce_sum(tf.square(tf.cast(grads, tf.float32)), axis=[1, 2, 3]) + 1e-12)
     return tf.square(norms - 1.0)
 
 
-def r1_penalty(discriminator, real, training=True):
-    """||grad_x D(x)||^2 on real images (Mescheder et al. 2018, "Which Training Methods for GANs
-    do actually Converge?"), per example; the loss adds gamma / 2 times it to D's loss."""
-    with tf.GradientTape() as tape:
-        tape.watch(real)
-        scores = discriminator(real, training=training)
-    grads = tape.gradient(scores, real)
-    return tf.reduce_sum(tf.square(tf.cast(grads, tf.float32)), axis=[1, 2, 3])
+def r1_penalty(real_gradients):
+    """||grad_x D(x)||^2 at real images (Mescheder et al. 2018, "Which Training Methods for GANs
+    do actually Converge?"), per example, from `scores_and_input_gradients`; D's loss adds
+    gamma / 2 times it."""
+    return tf.reduce_sum(tf.square(tf.cast(real_gradients, tf.float32)), axis=[1, 2, 3])
 
 
 def z_prediction_loss(z, predicted_z):

@@ -160,7 +160,10 @@ class GANTrainer:
             if self.augment_policy:  # the same kind of transforms on both sides, differentiable for G
                 d_real_in = augment.diff_augment(real, self.augment_policy, self._seed(5, replica))
                 d_fake_in = augment.diff_augment(fake, self.augment_policy, self._seed(6, replica))
-            real_scores = self.discriminator(d_real_in, training=True)
+            if t.r1_gamma > 0:  # one D pass on the reals gives the scores and R1's input gradients
+                real_scores, real_grads = losses.scores_and_input_gradients(self.discriminator, d_real_in)
+            else:
+                real_scores = self.discriminator(d_real_in, training=True)
             fake_scores = self.discriminator(d_fake_in, training=True)
             if wasserstein:
                 d_loss = average(losses.wasserstein_discriminator_loss(real_scores, fake_scores))
@@ -179,7 +182,7 @@ class GANTrainer:
                 d_total += t.gp_weight * penalty
                 metrics["gradient_penalty"] = penalty
             if t.r1_gamma > 0:  # on the images D saw, augmented or not (as stylegan2-ada)
-                penalty = average(losses.r1_penalty(self.discriminator, d_real_in))
+                penalty = average(losses.r1_penalty(real_grads))
                 d_total += 0.5 * t.r1_gamma * penalty
                 metrics["r1_penalty"] = penalty
             if self.z_predictor is not None:
