@@ -34,6 +34,7 @@ class ModelConfig:
     minibatch_dims: int = 5  # minibatch discrimination C
     z_predictor: bool = False  # IllustrationGAN's auxiliary network predicting z
     critic: bool = False  # linear critic output (WGAN) instead of a logit for BCE
+    spectral_norm: bool = False  # spectrally normalised D weights, no D batch norm (SNGAN; dcgan only)
 
     @property
     def levels(self) -> int:
@@ -195,6 +196,8 @@ def validate(config: Config) -> None:
         raise UserError("the R1 penalty regularises the minimax discriminator; WGAN uses --gp_weight")
     if m.z_predictor and m.architecture != "illustration":
         raise UserError("the z-predictor reads the IllustrationGAN generator's FC features; use --model illustration")
+    if m.spectral_norm and m.architecture != "dcgan":
+        raise UserError("spectral normalisation is implemented for the dcgan discriminator (--model dcgan or fast)")
     if t.augment:
         from illustration_gan.augment import POLICIES
 

@@ -90,3 +90,15 @@ def test_r1_penalty_variant_trains_and_records_the_penalty(faces_source, tmp_pat
 def test_r1_penalty_is_refused_with_the_wasserstein_loss():
     with pytest.raises(UserError, match="R1"):
         config_lib.resolve("wgan", {"r1_gamma": 1.0})
+
+
+def test_spectral_norm_variant_trains(faces_source, tmp_path):
+    config = config_lib.resolve("fast", {**TINY, "spectral_norm": True})
+    training_loop.train(config, faces_source, str(tmp_path / "run"), tf.distribute.get_strategy())
+    (record,) = run_folder.read_jsonl(str(tmp_path / "run" / "stats.jsonl"))
+    assert np.isfinite(record["d_loss"]) and np.isfinite(record["g_loss"])
+
+
+def test_spectral_norm_is_refused_where_it_is_not_implemented():
+    with pytest.raises(UserError, match="spectral"):
+        config_lib.resolve("illustration", {"spectral_norm": True})

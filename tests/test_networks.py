@@ -106,3 +106,54 @@ def test_generators_save_and_reload_as_keras_files(tmp_path, architecture):
     reloaded = keras.saving.load_model(path, compile=False)
     assert type(reloaded) is type(generator)
     np.testing.assert_allclose(reloaded(z).numpy(), generator(z).numpy(), atol=1e-6)
+
+
+def test_spectral_norm_divides_by_the_largest_singular_value_and_tracks_it_in_training():
+    from illustration_gan.networks.layers import SpectralNormConv2D
+
+    conv = SpectralNormConv2D(6, 3, 1, "same", use_bias=False)
+    x = tf.random.stateless_normal((2, 5, 5, 4), [1, 2])
+    conv(x)
+    raw = conv.kernel.numpy().reshape(-1, 6)
+    sigma = np.linalg.svd(raw, compute_uv=False)[0]
+    u_before = conv.sn_u.numpy().copy()
+    conv(x, training=False)
+    np.testing.assert_array_equal(conv.sn_u.numpy(), u_before)  # inference leaves u alone
+    for _ in range(30):  # power iteration, one step per training call
+        conv(x, training=True)
+    normalized = conv.normalized_kernel(training=False).numpy().reshape(-1, 6)
+    assert np.linalg.svd(normalized, compute_uv=False)[0] == pytest.approx(1.0, rel=1e-3)
+    np.testing.assert_allclose(normalized * sigma, raw, rtol=1e-3, atol=1e-6)
+    np.testing.assert_array_equal(conv.kernel.numpy().reshape(-1, 6), raw)  # the variable keeps the raw weights
+    expected = tf.nn.conv2d(x, raw.reshape(3, 3, 4, 6) / sigma, 1, "SAME").numpy()
+    np.testing.assert_allclose(conv(x).numpy(), expected, rtol=1e-3, atol=1e-5)
+
+
+def test_spectral_norm_gradient_flows_through_sigma():
+    from illustration_gan.networks.layers import SpectralNormDense
+
+    dense = SpectralNormDense(3, use_bias=False)
+    x = tf.random.stateless_normal((4, 5), [3, 4])
+    dense(x)
+    for _ in range(30):
+        dense(x, training=True)
+    with tf.GradientTape() as tape:
+        y = tf.reduce_sum(dense(x) ** 2)
+    grad = tape.gradient(y, dense.kernel).numpy()
+    # Scaling the kernel does not change W / sigma(W), so the gradient is orthogonal to W.
+    assert abs(float(np.sum(grad * dense.kernel.numpy()))) < 1e-3 * np.abs(grad).sum()
+    assert np.abs(grad).max() > 1e-4
+
+
+def test_spectral_norm_discriminator_has_no_batch_norm_and_reloads(tmp_path):
+    config = ModelConfig(architecture="dcgan", image_size=32, g_width=8, d_width=8, spectral_norm=True)
+    discriminator = build_networks(config).discriminator
+    images = tf.random.stateless_uniform((3, 32, 32, 3), [7, 8], -1, 1)
+    discriminator(images, training=True)
+    names = [type(layer).__name__ for layer in discriminator._flatten_layers()]
+    assert "BatchNormalization" not in names
+    assert names.count("SpectralNormConv2D") == config.levels and "SpectralNormDense" in names
+    path = tmp_path / "d.keras"
+    discriminator.save(path)
+    reloaded = keras.saving.load_model(path, compile=False)
+    np.testing.assert_allclose(reloaded(images).numpy(), discriminator(images).numpy(), atol=1e-5)

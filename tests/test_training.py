@@ -170,9 +170,11 @@ def test_sigterm_writes_a_checkpoint_before_exiting(tmp_path):
     assert step >= 16  # at least the first epoch (256 / 16 steps) was saved
 
 
-def test_mirrored_strategy_over_two_logical_cpus(real_faces, tmp_path):
+@pytest.mark.parametrize("extra", [[], ["--spectral_norm"]], ids=["batch_norm", "spectral_norm"])
+def test_mirrored_strategy_over_two_logical_cpus(real_faces, tmp_path, extra):
+    # Spectral norm's power-iteration vector is a non-trainable variable assigned in replica context.
     result = run_cli("--TYPE", "train", "--path", str(real_faces), "--epochs", "1", "--strategy", "mirrored",
-                     "--cpu_replicas", "2", "--run_root", str(tmp_path / "runs"), *SMALL)
+                     "--cpu_replicas", "2", "--run_root", str(tmp_path / "runs"), *SMALL, *extra)
     assert "2 replica(s)" in result.stdout
     (run_dir,) = list((tmp_path / "runs").iterdir())
     (record,) = run_folder.read_jsonl(run_dir / "stats.jsonl")

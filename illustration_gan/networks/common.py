@@ -74,7 +74,7 @@ class Discriminator(ConfiguredModel):
 
     def _make_head(self):
         """Minibatch discrimination features (optional) and the final linear unit."""
-        from illustration_gan.networks.layers import MinibatchDiscrimination
+        from illustration_gan.networks.layers import MinibatchDiscrimination, SpectralNormDense
 
         c = self.model_config
         self.flatten = keras.layers.Flatten()
@@ -83,7 +83,8 @@ class Discriminator(ConfiguredModel):
             if c.minibatch_kernels > 0
             else None
         )
-        self.score = keras.layers.Dense(1, kernel_initializer=weight_init(), dtype="float32")
+        dense = SpectralNormDense if c.spectral_norm else keras.layers.Dense
+        self.score = dense(1, kernel_initializer=weight_init(), dtype="float32")
 
     def _minibatch_features(self, flat):
         if self.minibatch is None:

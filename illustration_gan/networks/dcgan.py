@@ -4,6 +4,8 @@ Generator: z -> 4x4 projection, then 4x4 stride-2 transposed convolutions with
 batch norm and ReLU, tanh output. Discriminator: 4x4 stride-2 convolutions with
 batch norm (not on the first) and LeakyReLU 0.2, one linear output. At 64x64
 the widths are 512-256-128-64 (G) and 64-128-256-512 (D), as in the tutorial.
+With `spectral_norm`, D's convolutions and output are spectrally normalised and
+D has no batch norm, as SNGAN's "standard CNN" (Miyato et al. 2018).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from illustration_gan.networks.common import (
     level_widths,
     weight_init,
 )
+from illustration_gan.networks.layers import SpectralNormConv2D
 
 PACKAGE = "illustration_gan"
 
@@ -58,10 +61,11 @@ class DCGANDiscriminator(Discriminator):
     def __init__(self, config: dict, **kwargs):
         super().__init__(config, **kwargs)
         c = self.model_config
+        conv = SpectralNormConv2D if c.spectral_norm else keras.layers.Conv2D
         layers = []
         for i, width in enumerate(level_widths(c.d_width, c.levels, coarse_first=False)):
-            layers.append(keras.layers.Conv2D(width, 4, 2, "same", use_bias=False, kernel_initializer=weight_init()))
-            if i > 0:
+            layers.append(conv(width, 4, 2, "same", use_bias=False, kernel_initializer=weight_init()))
+            if i > 0 and not c.spectral_norm:
                 layers.append(batch_norm())
             layers.append(keras.layers.LeakyReLU(0.2))
         self.body = keras.Sequential(layers, name="body")

@@ -5,6 +5,8 @@
   (Odena et al. 2016, "Deconvolution and Checkerboard Artifacts").
 - `MinibatchDiscrimination`: Salimans et al. 2016, "Improved Techniques for
   Training GANs", section 3.2, as used by IllustrationGAN's discriminator.
+- `SpectralNormConv2D`, `SpectralNormDense`: spectral normalisation of a
+  discriminator's weights (Miyato et al. 2018, "Spectral Normalization for GANs").
 """
 
 from __future__ import annotations
@@ -63,3 +65,74 @@ class MinibatchDiscrimination(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "num_kernels": self.num_kernels, "kernel_dims": self.kernel_dims}
+
+
+class _SpectralNorm:
+    """Mixin computing with kernel / sigma(kernel) (Miyato et al. 2018, arXiv:1802.05957).
+
+    sigma is the largest singular value of the kernel reshaped to (fan_in, out),
+    estimated by one power iteration per training call from a persistent vector u.
+    Unlike `keras.layers.SpectralNormalization`, which overwrites the kernel
+    variable with the normalised kernel, the variable keeps the raw weights and the
+    gradient flows through sigma, as in the paper's code.
+    """
+
+    def _build_spectral_norm(self):
+        self.sn_u = self.add_weight(
+            name="sn_u",
+            shape=(1, self.kernel.shape[-1]),
+            initializer=keras.initializers.RandomNormal(stddev=1.0),
+            trainable=False,
+        )
+
+    # Conv2D and Dense save only their kernel and bias; the generic Layer methods save every variable.
+    def save_own_variables(self, store):
+        keras.layers.Layer.save_own_variables(self, store)
+
+    def load_own_variables(self, store):
+        keras.layers.Layer.load_own_variables(self, store)
+
+    def normalized_kernel(self, training):
+        kernel = self.kernel
+        w = ops.reshape(kernel, (-1, kernel.shape[-1]))
+        u = ops.cast(self.sn_u, w.dtype)
+        v = ops.stop_gradient(_unit(ops.matmul(u, ops.transpose(w))))
+        u = ops.stop_gradient(_unit(ops.matmul(v, w)))
+        if training:
+            self.sn_u.assign(ops.cast(u, self.sn_u.dtype))
+        sigma = ops.sum(ops.matmul(v, w) * u)
+        return kernel / sigma
+
+
+def _unit(x):
+    return x / (ops.sqrt(ops.sum(ops.square(x))) + 1e-12)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class SpectralNormConv2D(_SpectralNorm, keras.layers.Conv2D):
+    """`Conv2D` with a spectrally normalised kernel (channels_last)."""
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self._build_spectral_norm()
+
+    def call(self, inputs, training=False):
+        outputs = self.convolution_op(inputs, self.normalized_kernel(training))
+        if self.use_bias:
+            outputs = ops.add(outputs, self.bias)
+        return self.activation(outputs) if self.activation is not None else outputs
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class SpectralNormDense(_SpectralNorm, keras.layers.Dense):
+    """`Dense` with a spectrally normalised kernel."""
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self._build_spectral_norm()
+
+    def call(self, inputs, training=False):
+        outputs = ops.matmul(inputs, self.normalized_kernel(training))
+        if self.bias is not None:
+            outputs = ops.add(outputs, self.bias)
+        return self.activation(outputs) if self.activation is not None else outputs
