@@ -134,6 +134,18 @@ def peak_training_memory(image_size: int, batch: int, seconds: float) -> float:
     return int(peak[-1]) / 2**20
 
 
+def _parse_value(text: str):
+    """'True'/'False' -> bool, '8' -> int, '1e-4' -> float, anything else stays a string."""
+    if text in ("True", "False"):
+        return text == "True"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--image_size", type=int, default=64)
@@ -154,7 +166,7 @@ def main():
         extra = {}
         for item in filter(None, fields.split(";")):
             key, value = item.split("=")
-            extra[key] = {"True": True, "False": False}.get(value, int(value) if value.isdigit() else value)
+            extra[key] = _parse_value(value)
         rows.append(time_training(preset, args.image_size, args.batch_size, args.steps, extra))
         import keras
 

@@ -42,8 +42,14 @@ def sampler(generator, training: bool):
     return sample
 
 
+def _all_layers(layer):
+    for child in getattr(layer, "layers", []):
+        yield child
+        yield from _all_layers(child)
+
+
 def recalibrate_batch_norm(generator, batches: int = 200, batch_size: int = 64):
-    for layer in generator._flatten_layers():
+    for layer in _all_layers(generator):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = 0.99  # 200 batches: the initial statistics' weight falls to 0.99^200 = 13%
     for i in range(batches):

@@ -62,6 +62,7 @@ class TrainingConfig:
     clip_weights: float = 0.0  # WGAN weight clipping (0 = off)
     gp_weight: float = 0.0  # WGAN-GP gradient penalty (0 = off)
     r1_gamma: float = 0.0  # R1 penalty on real images, gamma / 2 * ||grad D(x)||^2 (0 = off)
+    mode_seeking: float = 0.0  # weight of MSGAN's mode-seeking term in G's loss (0 = off)
     zpred_weight: float = 1.0
     augment: str = ""  # DiffAugment policy, e.g. "color,translation,cutout" ("" = off)
     ema_kimg: float = 0.0  # half-life of the generator's weight average, in thousands of images (0 = off)

@@ -68,6 +68,21 @@ def r1_penalty(real_gradients):
     return tf.reduce_sum(tf.square(tf.cast(real_gradients, tf.float32)), axis=[1, 2, 3])
 
 
+def mode_seeking_loss(z, fake, eps=1e-5):
+    """1 / (d(G(z1), G(z2)) / d(z1, z2) + eps) per pair (Mao et al. 2019, MSGAN, arXiv:1903.05628).
+
+    Pairs the first half of the batch with the second; d is the mean absolute
+    difference. Minimising it makes G map distant z to distant images, against
+    mode collapse. MSGAN takes the ratio over the whole batch; per pair, a pair
+    collapsed onto one image is penalised on its own.
+    """
+    half = tf.shape(z)[0] // 2
+    z, fake = tf.cast(z, tf.float32), tf.cast(fake, tf.float32)
+    image_distance = tf.reduce_mean(tf.abs(fake[:half] - fake[half : 2 * half]), axis=[1, 2, 3])
+    z_distance = tf.reduce_mean(tf.abs(z[:half] - z[half : 2 * half]), axis=-1)
+    return 1.0 / (image_distance / z_distance + eps)
+
+
 def z_prediction_loss(z, predicted_z):
     """Mean squared error between z and the z-predictor's estimate, per example (IllustrationGAN)."""
     return tf.reduce_mean(tf.square(tf.cast(predicted_z, tf.float32) - tf.cast(z, tf.float32)), axis=-1)

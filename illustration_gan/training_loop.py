@@ -185,6 +185,12 @@ class GANTrainer:
                 penalty = average(losses.r1_penalty(real_grads))
                 d_total += 0.5 * t.r1_gamma * penalty
                 metrics["r1_penalty"] = penalty
+            if t.mode_seeking > 0:  # per pair of this replica's batch, averaged over the global pairs
+                pair_loss = tf.nn.compute_average_loss(
+                    losses.mode_seeking_loss(z, fake), global_batch_size=max(1, t.batch_size // 2)
+                )
+                g_total += t.mode_seeking * pair_loss
+                metrics["mode_seeking_loss"] = pair_loss
             if self.z_predictor is not None:
                 zpred_loss = average(losses.z_prediction_loss(z, self.z_predictor(features, training=True)))
                 g_total += t.zpred_weight * zpred_loss

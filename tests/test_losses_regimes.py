@@ -49,6 +49,18 @@ def test_r1_penalty_is_the_squared_input_gradient_per_image():
     np.testing.assert_allclose(losses.r1_penalty(grads), expected, rtol=1e-5)
 
 
+def test_mode_seeking_loss_pairs_halves_and_punishes_a_collapsed_pair():
+    z = tf.constant([[0.0, 0.0], [1.0, 1.0], [2.0, 0.0], [1.0, 3.0]])  # pairs (0, 2) and (1, 3): z distances 1, 1
+    fake = tf.stack([tf.zeros([2, 2, 3]), tf.fill([2, 2, 3], 0.5), tf.fill([2, 2, 3], 0.5), tf.fill([2, 2, 3], 0.5)])
+    loss = losses.mode_seeking_loss(z, fake).numpy()
+    np.testing.assert_allclose(loss, [1 / (0.5 + 1e-5), 1 / 1e-5], rtol=1e-5)  # pair 2 collapsed onto one image
+    with tf.GradientTape() as tape:
+        tape.watch(fake)
+        total = tf.reduce_sum(losses.mode_seeking_loss(z, fake))
+    step = -tape.gradient(total, fake)  # descending the loss moves the first pair's images apart
+    assert float(tf.reduce_mean(step[2] - step[0])) > 0
+
+
 def decide(balance, d_loss, g_loss, **kwargs):
     out = regimes.decide(balance, tf.constant(d_loss), tf.constant(g_loss), step=tf.constant(0, tf.int64), **kwargs)
     return bool(out.update_d), bool(out.update_g), int(out.boost_mode), int(out.boost_left)

@@ -92,6 +92,13 @@ def test_r1_penalty_is_refused_with_the_wasserstein_loss():
         config_lib.resolve("wgan", {"r1_gamma": 1.0})
 
 
+def test_mode_seeking_variant_trains_and_records_its_loss(faces_source, tmp_path):
+    config = config_lib.resolve("fast", {**TINY, "mode_seeking": 1.0})
+    training_loop.train(config, faces_source, str(tmp_path / "run"), tf.distribute.get_strategy())
+    (record,) = run_folder.read_jsonl(str(tmp_path / "run" / "stats.jsonl"))
+    assert np.isfinite(record["mode_seeking_loss"]) and record["mode_seeking_loss"] > 0
+
+
 def test_spectral_norm_variant_trains(faces_source, tmp_path):
     config = config_lib.resolve("fast", {**TINY, "spectral_norm": True})
     training_loop.train(config, faces_source, str(tmp_path / "run"), tf.distribute.get_strategy())
