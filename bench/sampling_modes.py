@@ -33,6 +33,16 @@ from illustration_gan.networks import build_networks  # noqa: E402
 SHARED = ROOT.parent / "shared" / "data"
 
 
+def run_arguments(doc: str) -> argparse.ArgumentParser:
+    """RUN_DIR and where the samples, the real faces and the FID weights come from."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("run_dir")
+    parser.add_argument("--num_samples", type=int, default=2000)
+    parser.add_argument("--faces", default=str(SHARED / "anime_faces"))
+    parser.add_argument("--weights", default=str(SHARED / "fid_inception_v3_2015-12-05.npz"))
+    return parser
+
+
 def sampler(generator, training: bool):
     forward = tf.function(lambda z: generator(z, training=training))
 
@@ -58,12 +68,7 @@ def recalibrate_batch_norm(generator, batches: int = 200, batch_size: int = 64):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("run_dir")
-    parser.add_argument("--num_samples", type=int, default=2000)
-    parser.add_argument("--faces", default=str(SHARED / "anime_faces"))
-    parser.add_argument("--weights", default=str(SHARED / "fid_inception_v3_2015-12-05.npz"))
-    args = parser.parse_args()
+    args = run_arguments(__doc__).parse_args()
 
     extractor = metrics.FeatureExtractor(args.weights)
     ema = generate.load_sampler(args.run_dir).generator

@@ -421,3 +421,19 @@ def test_generated_features_checks_and_seeds_the_sampler():
     assert not np.array_equal(a, metrics.generated_features(sample, 250, FakeExtractor(), 100, seed=4))
     with pytest.raises(ValueError, match="uint8"):
         metrics.generated_features(lambda n, s: np.zeros((n, 4, 4, 3)), 10, FakeExtractor())
+
+
+def test_manifold_distances_tell_a_bunched_set_from_a_shifted_one():
+    from scipy.spatial.distance import cdist
+
+    rng = np.random.default_rng(8)
+    real = rng.normal(size=(400, 16))
+    same = metrics.manifold_distances(real, rng.normal(size=(400, 16)))
+    assert same["fake_radius"] == pytest.approx(same["real_radius"], rel=0.1)
+    assert same["real_to_fake"] == pytest.approx(same["real_to_real"], rel=0.15)
+    assert same["real_to_real"] == pytest.approx(np.median(np.sort(cdist(real, real), axis=1)[:, 1]))
+    bunched = metrics.manifold_distances(real, 0.2 * rng.normal(size=(400, 16)))
+    assert bunched["fake_radius"] < 0.3 * bunched["real_radius"]
+    shifted = metrics.manifold_distances(real, rng.normal(size=(400, 16)) + 1.0)
+    assert shifted["fake_radius"] == pytest.approx(shifted["real_radius"], rel=0.1)
+    assert shifted["real_to_fake"] > 1.2 * shifted["real_to_real"]

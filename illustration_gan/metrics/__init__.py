@@ -35,6 +35,7 @@ from illustration_gan.metrics.scores import (
     fid_from_features,
     frechet_distance,
     kernel_inception_distance,
+    manifold_distances,
     precision_recall,
 )
 
@@ -53,6 +54,7 @@ __all__ = [
     "frechet_distance",
     "generated_features",
     "kernel_inception_distance",
+    "manifold_distances",
     "nearest_neighbour_grid",
     "nearest_neighbours",
     "precision_recall",

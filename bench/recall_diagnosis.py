@@ -1,0 +1,41 @@
+"""Why is a run's recall low? Bunched samples (collapse) or samples beside the data (fidelity).
+
+Generates --num_samples images with the run's generator.keras and compares their
+Inception features with as many of the real faces (metrics.manifold_distances):
+
+    python bench/recall_diagnosis.py RUN_DIR [--num_samples 2000] [--faces DIR] [--weights FILE]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from illustration_gan import generate, metrics  # noqa: E402
+from sampling_modes import run_arguments  # noqa: E402  (bench/ is on sys.path when run as a script)
+
+
+def main() -> None:
+    args = run_arguments(__doc__).parse_args()
+
+    extractor = metrics.FeatureExtractor(args.weights)
+    sampler = generate.load_sampler(args.run_dir)
+    real = metrics.real_features(args.faces, sampler.image_size, 5000, extractor, None)[: args.num_samples]
+    fake = metrics.generated_features(sampler.sample_uint8, args.num_samples, extractor)
+    precision, recall = metrics.precision_recall(real, fake)
+    d = metrics.manifold_distances(real, fake)
+    spread = {name: float(f.var(axis=0, ddof=1).sum()) for name, f in (("real", real), ("fake", fake))}  # trace of cov
+    print("| run | trace cov real / fake | 3-NN radius real / fake | real to nearest real / fake | precision | recall |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    print(f"| {Path(args.run_dir).name} | {spread['real']:.1f} / {spread['fake']:.1f} | "
+          f"{d['real_radius']:.2f} / {d['fake_radius']:.2f} | {d['real_to_real']:.2f} / {d['real_to_fake']:.2f} | "
+          f"{precision:.3f} | {recall:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
