@@ -77,7 +77,8 @@ class _SpectralNorm:
     gradient flows through sigma, as in the paper's code.
     """
 
-    def _build_spectral_norm(self):
+    def build(self, input_shape):
+        super().build(input_shape)
         self.sn_u = self.add_weight(
             name="sn_u",
             shape=(1, self.kernel.shape[-1]),
@@ -112,10 +113,6 @@ def _unit(x):
 class SpectralNormConv2D(_SpectralNorm, keras.layers.Conv2D):
     """`Conv2D` with a spectrally normalised kernel (channels_last)."""
 
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._build_spectral_norm()
-
     def call(self, inputs, training=False):
         outputs = self.convolution_op(inputs, self.normalized_kernel(training))
         if self.use_bias:
@@ -126,10 +123,6 @@ class SpectralNormConv2D(_SpectralNorm, keras.layers.Conv2D):
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class SpectralNormDense(_SpectralNorm, keras.layers.Dense):
     """`Dense` with a spectrally normalised kernel."""
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._build_spectral_norm()
 
     def call(self, inputs, training=False):
         outputs = ops.matmul(inputs, self.normalized_kernel(training))
