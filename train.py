@@ -71,6 +71,8 @@ flags.DEFINE_string("augment", "", "DiffAugment policy for D's inputs: comma lis
                     "('' = off). [preset]")
 flags.DEFINE_float("ema_kimg", 0.0, "Half-life (thousands of images) of the generator weight average used for "
                    "samples and generator.keras; 0 = off. [preset]", lower_bound=0)
+flags.DEFINE_float("lr_decay", 0.0, "Final share of the run (of --epochs, or of --max_minutes when set) over which "
+                   "both learning rates fall linearly to 0; 0 = constant. [preset]", lower_bound=0, upper_bound=1)
 # Run
 flags.DEFINE_integer("seed", 0, "Random seed (z sampling, shuffling, generation).")
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multiworker"], "tf.distribute strategy.")
@@ -118,7 +120,7 @@ flags.register_multi_flags_validator(
 CONFIG_FLAGS = (
     "image_size z_dim g_width d_width fc_units minibatch_kernels minibatch_dims spectral_norm z_predictor batch_size loss "
     "optimizer g_lr d_lr beta1 beta2 label_smoothing noisy_labels balance margin monitor_ratio n_critic "
-    "clip_weights gp_weight r1_gamma mode_seeking zpred_weight augment ema_kimg epochs seed strategy precision xla run_root "
+    "clip_weights gp_weight r1_gamma mode_seeking zpred_weight augment ema_kimg lr_decay epochs seed strategy precision xla run_root "
     "max_minutes keep_checkpoints"
 ).split()
 TOY_DEFAULTS = {"image_size": 32, "epochs": 10}  # the first-run default: minutes on a laptop CPU

@@ -66,6 +66,7 @@ class TrainingConfig:
     zpred_weight: float = 1.0
     augment: str = ""  # DiffAugment policy, e.g. "color,translation,cutout" ("" = off)
     ema_kimg: float = 0.0  # half-life of the generator's weight average, in thousands of images (0 = off)
+    lr_decay: float = 0.0  # final share of the run (epochs or --max_minutes) over which both rates fall to 0
 
 
 @dataclass(frozen=True)

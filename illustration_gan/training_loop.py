@@ -41,6 +41,17 @@ EMA_RAMPUP = 0.05  # the EMA half-life is at most 5% of the images seen so far (
 FIXED_Z_SEED = (20160101, 7)  # the seed of the per-epoch sample grid's z
 
 
+def learning_rate_scale(progress: float, decay_fraction: float) -> float:
+    """1 until the last `decay_fraction` of the run, then linearly down to 0 at its end.
+
+    Budgeted training's linear decay (Li et al. 2020, arXiv:1905.04753): with a
+    fixed budget, ending at a low learning rate beats any constant one.
+    """
+    if decay_fraction <= 0:
+        return 1.0
+    return float(np.clip((1.0 - progress) / decay_fraction, 0.0, 1.0))
+
+
 class TrainingDiverged(RuntimeError):
     pass
 
@@ -387,7 +398,16 @@ def train(
 
     stop = _StopFlag()
     previous_handlers = _install_signal_handlers(stop)
-    deadline = time.time() + config.max_minutes * 60 if config.max_minutes > 0 else math.inf
+    run_started = time.time()
+    deadline = run_started + config.max_minutes * 60 if config.max_minutes > 0 else math.inf
+    total_steps = config.epochs * steps_per_epoch
+    base_rates = [(trainer.g_optimizer.learning_rate, t.g_lr), (trainer.d_optimizer.learning_rate, t.d_lr)]
+
+    def progress():
+        """Share of the run done: by steps, or by wall time under --max_minutes, whichever is further."""
+        by_time = (time.time() - run_started) / (config.max_minutes * 60) if config.max_minutes > 0 else 0.0
+        return max(int(trainer.step.numpy()) / total_steps, by_time)
+
     interactive = sys.stdout.isatty()
     epoch_times: list[float] = []
     stopped_early = False
@@ -397,6 +417,10 @@ def train(
             steps_this_epoch = steps_per_epoch - steps_done
             started = time.time()
             for i in range(steps_this_epoch):
+                if t.lr_decay > 0:
+                    scale = learning_rate_scale(progress(), t.lr_decay)
+                    for variable, base in base_rates:
+                        variable.assign(base * scale)
                 metrics = trainer.train_step(iterator)
                 values = {k: float(v) for k, v in metrics.items()}
                 if not (math.isfinite(values["d_loss"]) and math.isfinite(values["g_loss"])):
@@ -441,6 +465,8 @@ def train(
                 wall_time=time.time(),
                 checkpoint=os.path.basename(checkpoint_path),
             )
+            if t.lr_decay > 0:
+                record["g_lr"] = float(trainer.g_optimizer.learning_rate.numpy())
             grid = trainer.sample_grid(fixed_z)
             _save_keras_generator(trainer, out_dir)
             if chief:

@@ -179,3 +179,19 @@ def test_mirrored_strategy_over_two_logical_cpus(real_faces, tmp_path, extra):
     (run_dir,) = list((tmp_path / "runs").iterdir())
     (record,) = run_folder.read_jsonl(run_dir / "stats.jsonl")
     assert record["step"] == 4 and np.isfinite(record["g_loss"])
+
+
+def test_learning_rate_scale_is_flat_then_falls_linearly_to_zero():
+    scale = training_loop.learning_rate_scale
+    assert [scale(p, 0.2) for p in (0.0, 0.8, 0.9, 1.0, 1.5)] == pytest.approx([1.0, 1.0, 0.5, 0.0, 0.0])
+    assert scale(0.99, 0.0) == 1.0  # 0 = off
+
+
+def test_lr_decay_lowers_both_rates_by_the_share_of_steps_done(real_faces, tmp_path):
+    source = data.scan(str(real_faces))  # 64 images, batch 16: 4 steps per epoch, 8 in all
+    config = _in_process_config(epochs=2, lr_decay=0.5, g_lr=1e-3, d_lr=4e-3)
+    trainer = training_loop.train(config, source, str(tmp_path / "run"), tf.distribute.get_strategy())
+    stats = run_folder.read_jsonl(str(tmp_path / "run" / "stats.jsonl"))
+    # The rate is set before each step from the steps done: 3/8 (flat) and 7/8 (a quarter left of the half).
+    assert [r["g_lr"] for r in stats] == pytest.approx([1e-3, 0.25e-3])
+    assert float(trainer.d_optimizer.learning_rate.numpy()) == pytest.approx(1e-3)
