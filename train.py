@@ -116,6 +116,12 @@ flags.register_multi_flags_validator(
     lambda f: f["strategy"] != "multiworker" or f["TYPE"] != "train" or bool(f["run_dir"] or f["resume"]),
     message="--strategy multiworker needs --run_dir (the same folder on every worker)",
 )
+flags.register_multi_flags_validator(
+    ["strategy", "max_minutes"],
+    # Each worker reads its own clock: they would stop (and set --lr_decay's rate) at different steps.
+    lambda f: f["strategy"] != "multiworker" or f["max_minutes"] == 0,
+    message="--max_minutes is per process; with --strategy multiworker limit the run by --epochs",
+)
 
 CONFIG_FLAGS = (
     "image_size z_dim g_width d_width fc_units minibatch_kernels minibatch_dims spectral_norm z_predictor batch_size loss "

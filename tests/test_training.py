@@ -116,6 +116,8 @@ def test_flags_fail_with_one_clear_line(tmp_path):
     empty.mkdir()
     none = run_cli("--TYPE", "train", "--path", str(empty), "--run_root", str(tmp_path / "r"), check=False)
     assert none.returncode != 0 and "no images" in none.stderr and "Traceback" not in none.stderr
+    clocks = run_cli("--TYPE", "train", "--strategy", "multiworker", "--max_minutes", "5", "--run_dir", "x", check=False)
+    assert clocks.returncode != 0 and "--max_minutes is per process" in clocks.stderr and "Traceback" not in clocks.stderr
     dry = run_cli("--TYPE", "train", "--model", "wgan", "--batch_size", "8", "--dry_run")
     config = json.loads(dry.stdout)
     assert config["training"]["batch_size"] == 8 and config["training"]["loss"] == "wasserstein"
