@@ -403,10 +403,10 @@ def train(
     total_steps = config.epochs * steps_per_epoch
     base_rates = [(trainer.g_optimizer.learning_rate, t.g_lr), (trainer.d_optimizer.learning_rate, t.d_lr)]
 
-    def progress():
+    def progress(step: int) -> float:
         """Share of the run done: by steps, or by wall time under --max_minutes, whichever is further."""
         by_time = (time.time() - run_started) / (config.max_minutes * 60) if config.max_minutes > 0 else 0.0
-        return max(int(trainer.step.numpy()) / total_steps, by_time)
+        return max(step / total_steps, by_time)
 
     interactive = sys.stdout.isatty()
     epoch_times: list[float] = []
@@ -418,7 +418,8 @@ def train(
             started = time.time()
             for i in range(steps_this_epoch):
                 if t.lr_decay > 0:
-                    scale = learning_rate_scale(progress(), t.lr_decay)
+                    # Steps done so far, counted here rather than read back from the step variable.
+                    scale = learning_rate_scale(progress(epoch * steps_per_epoch - steps_this_epoch + i), t.lr_decay)
                     for variable, base in base_rates:
                         variable.assign(base * scale)
                 metrics = trainer.train_step(iterator)
