@@ -69,6 +69,11 @@ flags.DEFINE_float("mode_seeking", 0.0, "Weight of the mode-seeking term (MSGAN)
 flags.DEFINE_float("zpred_weight", 1.0, "Weight of the z-prediction loss. [preset]", lower_bound=0)
 flags.DEFINE_string("augment", "", "DiffAugment policy for D's inputs: comma list of color, translation, cutout "
                     "('' = off). [preset]")
+flags.DEFINE_string("ada_augment", "", "Transforms (of color, translation, cutout; not in --augment) applied to each "
+                    "of D's inputs with an adaptive probability p, raised while D is surer of the reals than "
+                    "--ada_target (ADA); '' = off. [preset]")
+flags.DEFINE_float("ada_target", 0.6, "--ada_augment: target for the mean sign of D's logits on reals. [preset]",
+                   lower_bound=0.01, upper_bound=0.99)
 flags.DEFINE_float("ema_kimg", 0.0, "Half-life (thousands of images) of the generator weight average used for "
                    "samples and generator.keras; 0 = off. [preset]", lower_bound=0)
 flags.DEFINE_float("lr_decay", 0.0, "Final share of the run (of --epochs, or of --max_minutes when set) over which "
@@ -126,7 +131,7 @@ flags.register_multi_flags_validator(
 CONFIG_FLAGS = (
     "image_size z_dim g_width d_width fc_units minibatch_kernels minibatch_dims spectral_norm z_predictor batch_size loss "
     "optimizer g_lr d_lr beta1 beta2 label_smoothing noisy_labels balance margin monitor_ratio n_critic "
-    "clip_weights gp_weight r1_gamma mode_seeking zpred_weight augment ema_kimg lr_decay epochs seed strategy precision xla run_root "
+    "clip_weights gp_weight r1_gamma mode_seeking zpred_weight augment ada_augment ada_target ema_kimg lr_decay epochs seed strategy precision xla run_root "
     "max_minutes keep_checkpoints"
 ).split()
 TOY_DEFAULTS = {"image_size": 32, "epochs": 10}  # the first-run default: minutes on a laptop CPU

@@ -6,6 +6,13 @@ random colour, translation and cutout transforms are applied to real and fake
 images before D, and gradients flow through them to G, so D cannot overfit a
 small dataset and G is not taught to produce augmented images.
 
+Adaptive strength (ADA: Karras et al. 2020, "Training Generative Adversarial
+Networks with Limited Data", NVlabs/stylegan2-ada training_loop.py): transforms
+named as adaptive are applied to each image with a probability p that a
+controller raises while D is too sure of the reals (the mean sign of its real
+logits above a target) and lowers otherwise. Here the controller drives
+DiffAugment's transforms rather than ADA's own pipeline.
+
 Images are in [-1, 1], NHWC. Randomness is stateless (a [2] int seed), so a
 resumed run augments exactly as an uninterrupted one would.
 """
@@ -15,6 +22,9 @@ from __future__ import annotations
 import tensorflow as tf
 
 POLICIES = ("color", "translation", "cutout")
+# stylegan2-ada lets p move by 1 per 500k images over runs of ~25M; a 20-minute CPU run sees ~0.25M.
+ADA_KIMG = 100
+ADA_INTERVAL = 256  # images between adjustments (stylegan2-ada: 4 batches of 64)
 
 
 def parse_policy(policy: str) -> tuple[str, ...]:
@@ -65,13 +75,25 @@ def random_cutout(x, seed, ratio=0.5):
     return x * tf.cast(tf.logical_not(inside), x.dtype)[..., None]
 
 
-def diff_augment(x, policy: tuple[str, ...], seed):
-    """Applies the transforms named in `policy`, in the paper's order."""
+def diff_augment(x, policy: tuple[str, ...], seed, adaptive: tuple[str, ...] = (), probability=0.0):
+    """Applies the transforms in `policy` to every image and those in `adaptive` to each image
+    with `probability`, in the paper's order (colour, translation, cutout)."""
     seed = tf.cast(seed, tf.int64)
-    if "color" in policy:
-        x = random_color(x, seed)
-    if "translation" in policy:
-        x = random_translation(x, seed)
-    if "cutout" in policy:
-        x = random_cutout(x, seed)
+    transforms = (("color", random_color), ("translation", random_translation), ("cutout", random_cutout))
+    for salt, (name, transform) in enumerate(transforms, start=11):
+        if name in policy:
+            x = transform(x, seed)
+        elif name in adaptive:
+            chosen = _uniform([tf.shape(x)[0], 1, 1, 1], seed, salt) < tf.cast(probability, tf.float32)
+            x = tf.where(chosen, transform(x, seed), x)
     return x
+
+
+def adjusted_probability(probability, real_sign, target: float, images: int):
+    """ADA's controller step: p + sign(r_t - target) * images / ADA_KIMG thousand, within [0, 1].
+
+    r_t = `real_sign` is the mean of sign(D(x)) over the reals of the last `images`
+    images (1: D calls every real image real; stylegan2-ada's target is 0.6).
+    """
+    step = tf.sign(tf.cast(real_sign, tf.float32) - target) * (images / (ADA_KIMG * 1000.0))
+    return tf.clip_by_value(tf.cast(probability, tf.float32) + step, 0.0, 1.0)

@@ -65,6 +65,8 @@ class TrainingConfig:
     mode_seeking: float = 0.0  # weight of MSGAN's mode-seeking term in G's loss (0 = off)
     zpred_weight: float = 1.0
     augment: str = ""  # DiffAugment policy, e.g. "color,translation,cutout" ("" = off)
+    ada_augment: str = ""  # DiffAugment transforms applied with ADA's adaptive probability ("" = off)
+    ada_target: float = 0.6  # ADA's target for the mean sign of D's real logits
     ema_kimg: float = 0.0  # half-life of the generator's weight average, in thousands of images (0 = off)
     lr_decay: float = 0.0  # final share of the run (epochs or --max_minutes) over which both rates fall to 0
 
@@ -200,12 +202,17 @@ def validate(config: Config) -> None:
         raise UserError("the z-predictor reads the IllustrationGAN generator's FC features; use --model illustration")
     if m.spectral_norm and m.architecture != "dcgan":
         raise UserError("spectral normalisation is implemented for the dcgan discriminator (--model dcgan or fast)")
-    if t.augment:
+    fixed, adaptive = ({p.strip() for p in policy.split(",") if p.strip()} for policy in (t.augment, t.ada_augment))
+    if fixed | adaptive:
         from illustration_gan.augment import POLICIES
 
-        unknown = [p for p in t.augment.split(",") if p.strip() not in POLICIES]
+        unknown = sorted((fixed | adaptive) - set(POLICIES))
         if unknown:
             raise UserError(f"unknown augmentation {unknown}; choose from {POLICIES}")
+    if fixed & adaptive:
+        raise UserError(f"{sorted(fixed & adaptive)} is in both --augment (every image) and --ada_augment (adaptive)")
+    if not 0 < t.ada_target < 1:
+        raise UserError(f"ada_target is a target for the mean sign of D(x) on reals, in (0, 1); got {t.ada_target}")
     if config.strategy not in ("default", "mirrored", "multiworker"):
         raise UserError(f"unknown strategy {config.strategy!r}")
 

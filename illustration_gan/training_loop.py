@@ -99,6 +99,8 @@ class GANTrainer:
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
             self.boost_mode = tf.Variable(0, dtype=tf.int32, trainable=False, name="boost_mode")
             self.boost_left = tf.Variable(0, dtype=tf.int32, trainable=False, name="boost_left")
+            self.augment_p = tf.Variable(0.0, trainable=False, name="augment_p")  # ADA's p
+            self.real_sign_sum = tf.Variable(0.0, trainable=False, name="real_sign_sum")  # since p's last change
         parts = dict(
             generator=self.generator,
             discriminator=self.discriminator,
@@ -114,6 +116,9 @@ class GANTrainer:
         if self.ema_generator is not None:
             parts["ema_generator"] = self.ema_generator
         self.augment_policy = augment.parse_policy(t.augment)
+        self.ada_policy = augment.parse_policy(t.ada_augment)
+        if self.ada_policy:
+            parts.update(augment_p=self.augment_p, real_sign_sum=self.real_sign_sum)
         self.checkpoint = tf.train.Checkpoint(**parts)
         # XLA compiles the replica's forward and backward pass (no collectives inside it).
         self._gradients = (
@@ -168,9 +173,10 @@ class GANTrainer:
         with tf.GradientTape(persistent=True) as tape:
             fake, features = self.generator(z, training=True, return_features=True)
             d_real_in, d_fake_in = real, fake
-            if self.augment_policy:  # the same kind of transforms on both sides, differentiable for G
-                d_real_in = augment.diff_augment(real, self.augment_policy, self._seed(5, replica))
-                d_fake_in = augment.diff_augment(fake, self.augment_policy, self._seed(6, replica))
+            if self.augment_policy or self.ada_policy:  # the same transforms on both sides, differentiable for G
+                p, ada = self.augment_p, self.ada_policy
+                d_real_in = augment.diff_augment(real, self.augment_policy, self._seed(5, replica), ada, p)
+                d_fake_in = augment.diff_augment(fake, self.augment_policy, self._seed(6, replica), ada, p)
             if t.r1_gamma > 0:  # one D pass on the reals gives the scores and R1's input gradients
                 real_scores, real_grads = losses.scores_and_input_gradients(self.discriminator, d_real_in)
             else:
@@ -214,6 +220,8 @@ class GANTrainer:
         to_prob = (lambda s: s) if wasserstein else tf.sigmoid
         metrics["d_real"] = average(to_prob(real_scores))
         metrics["d_fake"] = average(to_prob(fake_scores))
+        if self.ada_policy:
+            metrics["real_sign"] = average(tf.sign(real_scores))  # ADA's r_t over the global batch
         return metrics, d_grads, g_grads
 
     @staticmethod
@@ -274,11 +282,27 @@ class GANTrainer:
         g_updated = tf.cond(decision.update_g, lambda: self._apply_g(g_grads), no_update)
         self.boost_mode.assign(decision.boost_mode)
         self.boost_left.assign(decision.boost_left)
+        if self.ada_policy:
+            self._adapt_augmentation(metrics["real_sign"])
         self.step.assign_add(1)
         metrics["d_updates"] = tf.cast(d_updated, tf.float32)
         metrics["g_updates"] = tf.cast(g_updated, tf.float32)
         metrics["labels_swapped"] = tf.cast(swap, tf.float32)
         return metrics
+
+    def _adapt_augmentation(self, real_sign):
+        """Every ADA_INTERVAL images, moves p by ADA's controller from the mean r_t since the last move."""
+        t = self.config.training
+        interval = max(1, augment.ADA_INTERVAL // t.batch_size)  # in steps
+        self.real_sign_sum.assign_add(real_sign)
+
+        def adjust():
+            mean_sign = self.real_sign_sum / interval
+            self.augment_p.assign(augment.adjusted_probability(self.augment_p, mean_sign, t.ada_target, interval * t.batch_size))
+            self.real_sign_sum.assign(0.0)
+            return tf.constant(True)
+
+        tf.cond((self.step + 1) % interval == 0, adjust, lambda: tf.constant(False))
 
     # -- sampling ----------------------------------------------------------
 
@@ -466,6 +490,8 @@ def train(
                 wall_time=time.time(),
                 checkpoint=os.path.basename(checkpoint_path),
             )
+            if trainer.ada_policy:
+                record["augment_p"] = float(trainer.augment_p.numpy())
             if t.lr_decay > 0:
                 record["g_lr"] = float(trainer.g_optimizer.learning_rate.numpy())
             grid = trainer.sample_grid(fixed_z)
@@ -477,12 +503,13 @@ def train(
                 run_folder.append_jsonl(stats_path, record)
                 run_folder.plot_losses(run_folder.read_jsonl(stats_path), os.path.join(run_dir, "losses.png"))
                 with writer.as_default(step=epoch):
-                    for k in ("d_loss", "g_loss", "zpred_loss", "d_real", "d_fake", "images_per_second"):
+                    for k in ("d_loss", "g_loss", "zpred_loss", "d_real", "d_fake", "augment_p", "images_per_second"):
                         if k in record:
                             tf.summary.scalar(k, record[k])
                     tf.summary.image("fakes", grid[None], max_outputs=1)
                 remaining = min((config.epochs - epoch) * float(np.mean(epoch_times[-3:])), deadline - time.time())
                 extra = f"  zpred {record['zpred_loss']:.3f}" if "zpred_loss" in record else ""
+                extra += f"  augment p {record['augment_p']:.2f}" if "augment_p" in record else ""
                 log(
                     f"epoch {epoch}/{config.epochs}  d_loss {record['d_loss']:.3f}  g_loss {record['g_loss']:.3f}{extra}"
                     f"  D(x) {record['d_real']:.2f}  D(G(z)) {record['d_fake']:.2f}"

@@ -55,3 +55,52 @@ def test_ema_moves_toward_live_weights_at_the_documented_rate():
     trainer.step.assign(9)  # early: 160 images seen, the ramp-up shortens the half-life to 8 images
     np.testing.assert_allclose(float(trainer.ema_beta(160)), 0.5 ** (16 / 8), rtol=1e-6)
     assert trainer.sampling_generator is trainer.ema_generator
+
+
+def test_adaptive_transforms_apply_to_each_image_with_probability_p():
+    x = tf.random.uniform([400, 8, 8, 3], -0.5, 0.5, seed=7)
+    changed = lambda p: (augment.diff_augment(x, (), SEED, ("color",), p).numpy() != x.numpy()).any(axis=(1, 2, 3))  # noqa: E731
+    assert not changed(0.0).any() and changed(1.0).all()
+    assert 0.4 < changed(0.5).mean() < 0.6
+    always = augment.diff_augment(x, ("color",), SEED).numpy()
+    np.testing.assert_allclose(augment.diff_augment(x, (), SEED, ("color",), 1.0).numpy(), always, atol=1e-6)
+    with tf.GradientTape() as tape:  # still differentiable for G through the chosen images
+        tape.watch(x)
+        total = tf.reduce_sum(augment.diff_augment(x, ("translation",), SEED, ("cutout",), 0.5))
+    assert float(tf.reduce_max(tf.abs(tape.gradient(total, x)))) == 1.0
+
+
+def test_ada_controller_moves_p_by_images_over_its_speed_and_stays_in_unit_interval():
+    step = 512 / (augment.ADA_KIMG * 1000)
+    move = lambda p, r: float(augment.adjusted_probability(p, r, 0.6, 512))  # noqa: E731
+    assert move(0.5, 0.9) == pytest.approx(0.5 + step)  # D too sure of the reals: augment more
+    assert move(0.5, 0.2) == pytest.approx(0.5 - step)
+    assert move(0.0, -1.0) == 0.0 and move(1.0, 1.0) == 1.0
+
+
+def test_ada_raises_p_while_d_is_sure_of_the_reals_and_checkpoints_it(tmp_path):
+    config = config_lib.resolve(
+        "dcgan",
+        dict(image_size=32, g_width=4, d_width=4, z_dim=8, batch_size=32, ada_augment="color,cutout", ada_target=0.6),
+    )
+    trainer = training_loop.GANTrainer(config, tf.distribute.get_strategy())
+    # A frozen D that calls every image real: r_t = 1 > 0.6 at each adjustment (every 256 / 32 = 8 steps).
+    bias = trainer.discriminator.trainable_variables[-1]
+    assert "bias" in bias.path
+    bias.assign(bias + 100.0)
+    trainer.d_optimizer.learning_rate.assign(0.0)
+    iterator = iter(tf.data.Dataset.from_tensors(tf.zeros([32, 32, 32, 3])).repeat())
+    for _ in range(20):
+        metrics = trainer.train_step(iterator)
+    assert float(metrics["real_sign"]) == 1.0
+    assert float(trainer.augment_p.numpy()) == pytest.approx(2 * 256 / (augment.ADA_KIMG * 1000))
+    assert float(trainer.real_sign_sum.numpy()) == 4.0  # steps 17-20, since the last adjustment
+    saved = [name for name, _ in tf.train.list_variables(trainer.checkpoint.write(str(tmp_path / "ckpt")))]
+    assert any(name.startswith("augment_p/") for name in saved)
+
+
+def test_adaptive_and_fixed_augmentation_must_not_overlap():
+    with pytest.raises(config_lib.UserError, match="both --augment"):
+        config_lib.resolve("fast", dict(ada_augment="translation,color"))
+    with pytest.raises(config_lib.UserError, match="unknown augmentation"):
+        config_lib.resolve("fast", dict(ada_augment="rotate"))
