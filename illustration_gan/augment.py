@@ -84,8 +84,10 @@ def diff_augment(x, policy: tuple[str, ...], seed, adaptive: tuple[str, ...] = (
         if name in policy:
             x = transform(x, seed)
         elif name in adaptive:
-            chosen = _uniform([tf.shape(x)[0], 1, 1, 1], seed, salt) < tf.cast(probability, tf.float32)
-            x = tf.where(chosen, transform(x, seed), x)
+            p = tf.cast(probability, tf.float32)
+            chosen = _uniform([tf.shape(x)[0], 1, 1, 1], seed, salt) < p
+            # At p = 0 (where ADA starts and often stays for a while) the transform is not computed.
+            x = tf.cond(p > 0, lambda x=x, t=transform, c=chosen: tf.where(c, t(x, seed), x), lambda x=x: x)
     return x
 
 
