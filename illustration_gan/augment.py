@@ -84,11 +84,16 @@ def diff_augment(x, policy: tuple[str, ...], seed, adaptive: tuple[str, ...] = (
         if name in policy:
             x = transform(x, seed)
         elif name in adaptive:
-            p = tf.cast(probability, tf.float32)
-            chosen = _uniform([tf.shape(x)[0], 1, 1, 1], seed, salt) < p
-            # At p = 0 (where ADA starts and often stays for a while) the transform is not computed.
-            x = tf.cond(p > 0, lambda x=x, t=transform, c=chosen: tf.where(c, t(x, seed), x), lambda x=x: x)
+            x = _with_probability(transform, x, seed, salt, probability)
     return x
+
+
+def _with_probability(transform, x, seed, salt, probability):
+    """transform(x) for each image with `probability`; not computed at all at p = 0, where ADA
+    starts and may stay for a while."""
+    p = tf.cast(probability, tf.float32)
+    chosen = _uniform([tf.shape(x)[0], 1, 1, 1], seed, salt) < p
+    return tf.cond(p > 0, lambda: tf.where(chosen, transform(x, seed), x), lambda: x)
 
 
 def adjusted_probability(probability, real_sign, target: float, images: int):

@@ -298,7 +298,8 @@ class GANTrainer:
 
         def adjust():
             mean_sign = self.real_sign_sum / interval
-            self.augment_p.assign(augment.adjusted_probability(self.augment_p, mean_sign, t.ada_target, interval * t.batch_size))
+            images = interval * t.batch_size
+            self.augment_p.assign(augment.adjusted_probability(self.augment_p, mean_sign, t.ada_target, images))
             self.real_sign_sum.assign(0.0)
             return tf.constant(True)
 

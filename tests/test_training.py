@@ -172,15 +172,20 @@ def test_sigterm_writes_a_checkpoint_before_exiting(tmp_path):
     assert step >= 16  # at least the first epoch (256 / 16 steps) was saved
 
 
-@pytest.mark.parametrize("extra", [[], ["--spectral_norm"]], ids=["batch_norm", "spectral_norm"])
+@pytest.mark.parametrize(
+    "extra", [[], ["--spectral_norm"], ["--ada_augment", "color"]], ids=["batch_norm", "spectral_norm", "ada"]
+)
 def test_mirrored_strategy_over_two_logical_cpus(real_faces, tmp_path, extra):
-    # Spectral norm's power-iteration vector is a non-trainable variable assigned in replica context.
+    # Spectral norm's power-iteration vector is a non-trainable variable assigned in replica context;
+    # ADA's p is assigned in cross-replica context and read by every replica.
     result = run_cli("--TYPE", "train", "--path", str(real_faces), "--epochs", "1", "--strategy", "mirrored",
                      "--cpu_replicas", "2", "--run_root", str(tmp_path / "runs"), *SMALL, *extra)
     assert "2 replica(s)" in result.stdout
     (run_dir,) = list((tmp_path / "runs").iterdir())
     (record,) = run_folder.read_jsonl(run_dir / "stats.jsonl")
     assert record["step"] == 4 and np.isfinite(record["g_loss"])
+    if "--ada_augment" in extra:  # 4 steps of 16 images: no adjustment yet, r_t recorded
+        assert record["augment_p"] == 0.0 and -1 <= record["real_sign"] <= 1
 
 
 def test_learning_rate_scale_is_flat_then_falls_linearly_to_zero():
