@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from conftest import ROOT, require_shared
 from illustration_gan import config as config_lib
-from illustration_gan import data, distribute, run_folder, training_loop
+from illustration_gan import augment, data, distribute, run_folder, training_loop
 
 SMALL = ["--model", "dcgan", "--image_size", "32", "--g_width", "16", "--d_width", "16", "--z_dim", "32",
          "--batch_size", "16"]
@@ -173,7 +173,10 @@ def test_sigterm_writes_a_checkpoint_before_exiting(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "extra", [[], ["--spectral_norm"], ["--ada_augment", "color"]], ids=["batch_norm", "spectral_norm", "ada"]
+    "extra",
+    # ADA: 4 epochs of 4 steps reach its first adjustment (every 256 / 16 = 16 steps).
+    [[], ["--spectral_norm"], ["--ada_augment", "color", "--epochs", "4"]],
+    ids=["batch_norm", "spectral_norm", "ada"],
 )
 def test_mirrored_strategy_over_two_logical_cpus(real_faces, tmp_path, extra):
     # Spectral norm's power-iteration vector is a non-trainable variable assigned in replica context;
@@ -182,10 +185,15 @@ def test_mirrored_strategy_over_two_logical_cpus(real_faces, tmp_path, extra):
                      "--cpu_replicas", "2", "--run_root", str(tmp_path / "runs"), *SMALL, *extra)
     assert "2 replica(s)" in result.stdout
     (run_dir,) = list((tmp_path / "runs").iterdir())
-    (record,) = run_folder.read_jsonl(run_dir / "stats.jsonl")
-    assert record["step"] == 4 and np.isfinite(record["g_loss"])
-    if "--ada_augment" in extra:  # 4 steps of 16 images: no adjustment yet, r_t recorded
-        assert record["augment_p"] == 0.0 and -1 <= record["real_sign"] <= 1
+    records = run_folder.read_jsonl(run_dir / "stats.jsonl")
+    record = records[-1]
+    assert record["step"] == 4 * len(records) and np.isfinite(record["g_loss"])
+    if "--ada_augment" in extra:
+        # One adjustment from 0: up by 256 images / ADA_KIMG thousand, or clipped at 0.
+        assert min(abs(record["augment_p"] - p) for p in (0.0, 256 / (augment.ADA_KIMG * 1000))) < 1e-7
+        assert all(-1 <= r["real_sign"] <= 1 for r in records)  # a mean over the global batch, not a sum over replicas
+        checkpoint = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
+        assert tf.train.load_variable(checkpoint, "real_sign_sum/.ATTRIBUTES/VARIABLE_VALUE") == 0.0  # it adjusted
 
 
 def test_learning_rate_scale_is_flat_then_falls_linearly_to_zero():
