@@ -44,6 +44,9 @@ flags.DEFINE_integer("minibatch_kernels", 0, "Minibatch discrimination kernels B
 flags.DEFINE_integer("minibatch_dims", 5, "Minibatch discrimination kernel dimensions C. [preset]", lower_bound=1)
 flags.DEFINE_bool("spectral_norm", False, "Spectrally normalised discriminator without batch norm (SNGAN; "
                   "dcgan and fast models). [preset]")
+flags.DEFINE_enum("upsampling", "transposed", list(config_lib.UPSAMPLING), "DCGAN generator's 2x steps: 4x4 "
+                  "stride-2 transposed convolutions, or resize-convolutions (nearest 2x + 3x3 conv, against "
+                  "checkerboard artefacts; dcgan and fast models). [preset]")
 flags.DEFINE_bool("z_predictor", False, "IllustrationGAN's auxiliary z-predictor (illustration model only). [preset]")
 # Training recipe
 flags.DEFINE_integer("batch_size", 64, "Global batch size, split across replicas. [preset]", lower_bound=1)
@@ -129,7 +132,7 @@ flags.register_multi_flags_validator(
 )
 
 CONFIG_FLAGS = (
-    "image_size z_dim g_width d_width fc_units minibatch_kernels minibatch_dims spectral_norm z_predictor batch_size loss "
+    "image_size z_dim g_width d_width fc_units minibatch_kernels minibatch_dims spectral_norm upsampling z_predictor batch_size loss "
     "optimizer g_lr d_lr beta1 beta2 label_smoothing noisy_labels balance margin monitor_ratio n_critic "
     "clip_weights gp_weight r1_gamma mode_seeking zpred_weight augment ada_augment ada_target ema_kimg lr_decay epochs seed strategy precision xla run_root "
     "max_minutes keep_checkpoints"

@@ -17,6 +17,7 @@ from illustration_gan import UserError
 
 IMAGE_SIZES = (32, 64, 128, 256)
 BALANCE_RULES = ("none", "margin", "monitor", "boost")
+UPSAMPLING = ("transposed", "resize")
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class ModelConfig:
     z_predictor: bool = False  # IllustrationGAN's auxiliary network predicting z
     critic: bool = False  # linear critic output (WGAN) instead of a logit for BCE
     spectral_norm: bool = False  # spectrally normalised D weights, no D batch norm (SNGAN; dcgan only)
+    upsampling: str = "transposed"  # dcgan G: "transposed" 4x4 stride-2 convs | "resize" (nearest 2x + 3x3 conv)
 
     @property
     def levels(self) -> int:
@@ -200,6 +202,10 @@ def validate(config: Config) -> None:
         raise UserError("the R1 penalty regularises the minimax discriminator; WGAN uses --gp_weight")
     if m.z_predictor and m.architecture != "illustration":
         raise UserError("the z-predictor reads the IllustrationGAN generator's FC features; use --model illustration")
+    if m.upsampling not in UPSAMPLING:
+        raise UserError(f"upsampling must be one of {UPSAMPLING}, got {m.upsampling!r}")
+    if m.upsampling != "transposed" and m.architecture != "dcgan":
+        raise UserError("--upsampling applies to the dcgan generator (--model dcgan or fast)")
     if m.spectral_norm and m.architecture != "dcgan":
         raise UserError("spectral normalisation is implemented for the dcgan discriminator (--model dcgan or fast)")
     fixed, adaptive = ({p.strip() for p in policy.split(",") if p.strip()} for policy in (t.augment, t.ada_augment))

@@ -37,6 +37,8 @@ def test_presets_follow_their_sources():
         ("dcgan", {"image_size": 48}, "image_size"),
         ("dcgan", {"loss": "wasserstein"}, "critic"),
         ("dcgan", {"z_predictor": True}, "z-predictor"),
+        ("illustration", {"upsampling": "resize"}, "dcgan generator"),
+        ("fast", {"upsampling": "bicubic"}, "upsampling must be one of"),
         ("wgan", {"label_smoothing": True}, "minimax"),
         ("dcgan", {"no_such_field": 1}, "unknown"),
         ("nope", {}, "preset"),

@@ -5,7 +5,10 @@ batch norm and ReLU, tanh output. Discriminator: 4x4 stride-2 convolutions with
 batch norm (not on the first) and LeakyReLU 0.2, one linear output. At 64x64
 the widths are 512-256-128-64 (G) and 64-128-256-512 (D), as in the tutorial.
 With `spectral_norm`, D's convolutions and output are spectrally normalised and
-D has no batch norm, as SNGAN's "standard CNN" (Miyato et al. 2018).
+D has no batch norm, as SNGAN's "standard CNN" (Miyato et al. 2018). With
+`upsampling="resize"`, each transposed convolution of G becomes a nearest-neighbour
+2x resize and a 3x3 convolution, the fix for checkerboard artefacts of Odena et al.
+2016 ("Deconvolution and Checkerboard Artifacts", Distill).
 """
 
 from __future__ import annotations
@@ -42,14 +45,18 @@ class DCGANGenerator(Generator):
         )
         blocks = []
         for width in widths[1:]:
-            blocks += [
-                keras.layers.Conv2DTranspose(width, 4, 2, "same", use_bias=False, kernel_initializer=weight_init()),
-                batch_norm(),
-                keras.layers.ReLU(),
-            ]
-        blocks.append(keras.layers.Conv2DTranspose(3, 4, 2, "same", kernel_initializer=weight_init()))
+            blocks += [*self._upsample_2x(width, use_bias=False), batch_norm(), keras.layers.ReLU()]
+        blocks += self._upsample_2x(3, use_bias=True)
         blocks.append(keras.layers.Activation("tanh", dtype="float32"))
         self.upsample = keras.Sequential(blocks, name="upsample")
+
+    def _upsample_2x(self, width, use_bias):
+        if self.model_config.upsampling == "resize":
+            return [
+                keras.layers.UpSampling2D(2, interpolation="nearest"),
+                keras.layers.Conv2D(width, 3, 1, "same", use_bias=use_bias, kernel_initializer=weight_init()),
+            ]
+        return [keras.layers.Conv2DTranspose(width, 4, 2, "same", use_bias=use_bias, kernel_initializer=weight_init())]
 
     def call(self, z, training=False, return_features=False):
         images = self.upsample(self.project(z, training=training), training=training)

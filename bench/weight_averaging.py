@@ -1,0 +1,90 @@
+"""Post-hoc averaging of a finished run's generator snapshots (Karras et al. 2024, EDM2's post-hoc EMA).
+
+A run trained with `--keep_checkpoints 60` keeps every epoch's checkpoint, each holding
+the live and the EMA generator. Averaging the snapshots of the last K epochs gives a
+generator averaged over a longer window than the EMA's half-life, on the same training
+trajectory, so the comparison is paired: it does not suffer the run-to-run noise of
+retraining. Each row is scored on the same z; batch-norm statistics are copied from the
+live generator of the last checkpoint, as the EMA generator's are.
+
+    python bench/weight_averaging.py RUN_DIR [--num_samples 2000] [--windows 1,3,6,12] [--epochs_back 0,6,12]
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from illustration_gan import metrics, run_folder  # noqa: E402
+from illustration_gan.config import Config  # noqa: E402
+from illustration_gan.networks import build_networks  # noqa: E402
+from sampling_modes import run_arguments, sampler  # noqa: E402
+
+
+def snapshot_weights(model_config, prefix: str, part: str) -> list[np.ndarray]:
+    generator = build_networks(model_config).generator
+    tf.train.Checkpoint(**{part: generator}).restore(prefix).expect_partial()
+    return [w.numpy() for w in generator.weights]
+
+
+def averaged_generator(model_config, prefixes: list[str], part: str, statistics_from: str):
+    """Mean of the trainable weights of `part` over `prefixes`; BN statistics of the live G at `statistics_from`."""
+    generator = build_networks(model_config).generator
+    tf.train.Checkpoint(generator=generator).restore(statistics_from).expect_partial()
+    trainable = {id(v) for v in generator.trainable_variables}
+    snapshots = [snapshot_weights(model_config, p, part) for p in prefixes]
+    for i, variable in enumerate(generator.weights):
+        if id(variable) in trainable:
+            variable.assign(np.mean([s[i] for s in snapshots], axis=0))
+    return generator
+
+
+def main() -> None:
+    parser = run_arguments(__doc__)
+    parser.add_argument("--windows", default="1,3,6,12", help="numbers of last snapshots to average (EMA generator)")
+    parser.add_argument("--epochs_back", default="", help="also score the EMA generator this many snapshots earlier")
+    args = parser.parse_args()
+
+    config = Config.from_json(run_folder.read_json(os.path.join(args.run_dir, run_folder.OPTIONS_FILE))["config"])
+    state = tf.train.get_checkpoint_state(os.path.join(args.run_dir, "checkpoints"))
+    prefixes = list(state.all_model_checkpoint_paths)
+    if len(prefixes) < 2:
+        sys.exit(f"{args.run_dir} keeps {len(prefixes)} checkpoint(s); train with --keep_checkpoints 60 (more than its epochs) to keep them all")
+    last = prefixes[-1]
+    extractor = metrics.FeatureExtractor(args.weights)
+    real = metrics.real_features(args.faces, config.model.image_size, 5000, extractor, None)
+
+    variants = []
+    for k in (int(w) for w in args.windows.split(",") if w):
+        variants.append((f"EMA generator, mean of the last {k} snapshot(s)", prefixes[-k:], "ema_generator", last))
+    variants.append(("live generator, mean of the last 6 snapshots", prefixes[-6:], "generator", last))
+    for back in (int(b) for b in args.epochs_back.split(",") if b):
+        at = prefixes[-1 - back]
+        variants.append((f"EMA generator {back} snapshots earlier ({os.path.basename(at)})", [at], "ema_generator", at))
+
+    label = metrics.count_label(args.num_samples)
+    rows = []
+    for name, chosen, part, statistics_from in variants:
+        started = time.time()
+        generator = averaged_generator(config.model, chosen, part, statistics_from)
+        scores = metrics.compute_all(real, metrics.generated_features(sampler(generator, False), args.num_samples, extractor, seed=0))
+        rows.append((name, scores))
+        print(f"{name}: {scores}  ({time.time() - started:.0f} s)", flush=True)
+    print(f"\nCommand: `python bench/weight_averaging.py {args.run_dir} --num_samples {args.num_samples}`")
+    print(f"| generator | fid{label} | kid{label} | precision | recall |\n| --- | --- | --- | --- | --- |")
+    for name, s in rows:
+        print(f"| {name} | {s['fid' + label]:.1f} | {s['kid' + label]:.4f} | "
+              f"{s['precision' + label]:.3f} | {s['recall' + label]:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
