@@ -18,6 +18,7 @@ from illustration_gan import UserError
 IMAGE_SIZES = (32, 64, 128, 256)
 BALANCE_RULES = ("none", "margin", "monitor", "boost")
 UPSAMPLING = ("transposed", "resize")
+LOSSES = ("minimax", "hinge", "wasserstein")
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class TrainingConfig:
     """The optimisation recipe and the regime deciding when D and G update."""
 
     batch_size: int = 64  # global batch, split across replicas
-    loss: str = "minimax"  # "minimax" (non-saturating G) | "wasserstein"
+    loss: str = "minimax"  # "minimax" (non-saturating G) | "hinge" | "wasserstein"
     optimizer: str = "adam"  # "adam" | "rmsprop"
     g_lr: float = 2e-4
     d_lr: float = 2e-4
@@ -196,7 +197,9 @@ def validate(config: Config) -> None:
         raise UserError(f"balance must be one of {BALANCE_RULES}, got {t.balance!r}")
     if t.loss == "wasserstein" and not m.critic:
         raise UserError("the wasserstein loss needs a linear critic (critic=True, as in --model wgan)")
-    if t.loss == "wasserstein" and (t.label_smoothing or t.noisy_labels):
+    if t.loss not in LOSSES:
+        raise UserError(f"loss must be one of {LOSSES}, got {t.loss!r}")
+    if t.loss != "minimax" and (t.label_smoothing or t.noisy_labels):
         raise UserError("label smoothing and noisy labels apply to the minimax loss only")
     if t.r1_gamma > 0 and t.loss == "wasserstein":
         raise UserError("the R1 penalty regularises the minimax discriminator; WGAN uses --gp_weight")

@@ -45,6 +45,16 @@ def wasserstein_generator_loss(fake_scores):
     return -fake_scores
 
 
+def hinge_discriminator_loss(real_scores, fake_scores):
+    """max(0, 1 - D(x)) + max(0, 1 + D(G(z))) (Lim & Ye 2017, "Geometric GAN"; SNGAN, SAGAN), per example."""
+    return tf.nn.relu(1.0 - real_scores) + tf.nn.relu(1.0 + fake_scores)
+
+
+def hinge_generator_loss(fake_scores):
+    """-D(G(z)), per example: the generator side of the hinge loss (as in SAGAN and BigGAN)."""
+    return -fake_scores
+
+
 def scores_and_input_gradients(discriminator, images, training=True):
     """D's scores on `images` and their gradients with respect to the images (for penalties)."""
     with tf.GradientTape() as tape:

@@ -165,7 +165,6 @@ class GANTrainer:
         t = self.config.training
         batch = tf.shape(real)[0]
         z = self.generator.sample_latents(batch, self._seed(1, replica))
-        wasserstein = t.loss == "wasserstein"
 
         def average(per_example):
             return tf.nn.compute_average_loss(tf.cast(per_example, tf.float32), global_batch_size=t.batch_size)
@@ -182,9 +181,12 @@ class GANTrainer:
             else:
                 real_scores = self.discriminator(d_real_in, training=True)
             fake_scores = self.discriminator(d_fake_in, training=True)
-            if wasserstein:
+            if t.loss == "wasserstein":
                 d_loss = average(losses.wasserstein_discriminator_loss(real_scores, fake_scores))
                 g_loss = average(losses.wasserstein_generator_loss(fake_scores))
+            elif t.loss == "hinge":
+                d_loss = average(losses.hinge_discriminator_loss(real_scores, fake_scores))
+                g_loss = average(losses.hinge_generator_loss(fake_scores))
             else:
                 d_loss = average(losses.minimax_discriminator_loss(real_scores, fake_scores, t.label_smoothing, swap))
                 g_loss = average(losses.non_saturating_generator_loss(fake_scores, t.label_smoothing))
@@ -217,7 +219,7 @@ class GANTrainer:
         d_grads = tape.gradient(d_scaled, self.discriminator.trainable_variables)
         g_grads = tape.gradient(g_scaled, self.generator_variables)
         del tape
-        to_prob = (lambda s: s) if wasserstein else tf.sigmoid
+        to_prob = tf.sigmoid if t.loss == "minimax" else (lambda s: s)  # D's probability, or its raw score
         metrics["d_real"] = average(to_prob(real_scores))
         metrics["d_fake"] = average(to_prob(fake_scores))
         if self.ada_policy:

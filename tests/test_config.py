@@ -40,6 +40,8 @@ def test_presets_follow_their_sources():
         ("illustration", {"upsampling": "resize"}, "dcgan generator"),
         ("fast", {"upsampling": "bicubic"}, "upsampling must be one of"),
         ("wgan", {"label_smoothing": True}, "minimax"),
+        ("fast", {"loss": "hinge", "noisy_labels": 0.1}, "minimax"),
+        ("fast", {"loss": "least_squares"}, "loss must be one of"),
         ("dcgan", {"no_such_field": 1}, "unknown"),
         ("nope", {}, "preset"),
     ],

@@ -26,6 +26,12 @@ def test_label_smoothing_and_swapping_change_the_targets():
     np.testing.assert_allclose(losses.non_saturating_generator_loss(logits, True), bce(0.95, 0.3), rtol=1e-5)
 
 
+def test_hinge_losses_are_zero_beyond_the_margin_and_linear_inside():
+    real, fake = tf.constant([2.0, 0.25, -1.0]), tf.constant([-3.0, -0.5, 1.0])
+    np.testing.assert_allclose(losses.hinge_discriminator_loss(real, fake), [0.0, 0.75 + 0.5, 2.0 + 2.0])
+    np.testing.assert_allclose(losses.hinge_generator_loss(fake), [3.0, 0.5, -1.0])
+
+
 def test_wasserstein_and_zprediction_losses():
     np.testing.assert_allclose(losses.wasserstein_discriminator_loss(tf.constant([2.0]), tf.constant([0.5])), [-1.5])
     np.testing.assert_allclose(losses.wasserstein_generator_loss(tf.constant([0.5])), [-0.5])

@@ -99,6 +99,16 @@ def test_mode_seeking_variant_trains_and_records_its_loss(faces_source, tmp_path
     assert np.isfinite(record["mode_seeking_loss"]) and record["mode_seeking_loss"] > 0
 
 
+def test_hinge_loss_with_resize_convolutions_trains(faces_source, tmp_path):
+    config = config_lib.resolve("fast", {**TINY, "loss": "hinge", "upsampling": "resize"})
+    training_loop.train(config, faces_source, str(tmp_path / "run"), tf.distribute.get_strategy())
+    (record,) = run_folder.read_jsonl(str(tmp_path / "run" / "stats.jsonl"))
+    # Scores start near 0, where the hinge D loss is 1 + 1 (the minimax one would be 2 log 2 = 1.39).
+    assert 1.6 < record["d_loss"] < 2.4
+    assert abs(record["d_real"]) < 1 and abs(record["d_fake"]) < 1  # raw scores, not probabilities near 0.5
+    assert np.isfinite(record["g_loss"])
+
+
 def test_spectral_norm_variant_trains(faces_source, tmp_path):
     config = config_lib.resolve("fast", {**TINY, "spectral_norm": True})
     training_loop.train(config, faces_source, str(tmp_path / "run"), tf.distribute.get_strategy())
