@@ -4,10 +4,13 @@ What does a perfect generator score? Two disjoint halves of the real faces (3000
 at 64x64, the evaluation resolution) are samples of the same distribution, so their
 scores are the best a generator can reach with that many samples: FID is biased upwards
 for finite samples (Heusel et al. 2017; Binkowski et al. 2018), KID is not. Faces against
-uniform noise show the other end of the scale. Also prints the feature-extraction speed.
+uniform noise show the other end of the scale. With --blur_to S, the second half is also
+scored after a round trip through SxS pixels (bilinear down and up): real faces that are
+only blurrier, which shows how much of a generator's FID and recall blur alone costs.
+Also prints the feature-extraction speed.
 
     python bench/measure_fid_floor.py [--faces ../shared/data/anime_faces] [--weights FILE]
-        [--image_size 64] [--half 3000] [--noise 3000] [--cache_dir DIR]
+        [--image_size 64] [--half 3000] [--noise 3000] [--blur_to 32,48] [--cache_dir DIR]
 
 Reads the shared data in place; real features are cached (default
 ~/.cache/illustration_gan/fid_features), so a second run only recomputes the noise.
@@ -37,6 +40,7 @@ def main() -> None:
     parser.add_argument("--image_size", type=int, default=64)
     parser.add_argument("--half", type=int, default=3000, help="images in each half")
     parser.add_argument("--noise", type=int, default=3000, help="uniform-noise images")
+    parser.add_argument("--blur_to", default="", help="comma list of sizes for blurred copies of the second half")
     parser.add_argument("--batch_size", type=int, default=50)
     parser.add_argument("--cache_dir", default=None)
     args = parser.parse_args()
@@ -87,6 +91,21 @@ def main() -> None:
     print(f"\n{args.half} faces vs {args.noise} uniform-noise images (the ceiling):")
     for key, value in against_noise.items():
         print(f"  {key:16s} {value:12.6g}")
+    for size in (int(s) for s in args.blur_to.split(",") if s):
+        batches = (_round_trip(b, size) for b in data.image_batches_uint8(second, args.image_size, 100))
+        blurred = metrics.compute_all(real_a, extractor.features(batches, total=args.half, desc=f"blurred to {size}px"))
+        print(f"\n{args.half} faces vs the other {args.half} blurred through {size}x{size} pixels:")
+        for key, value in blurred.items():
+            print(f"  {key:16s} {value:12.6g}")
+
+
+def _round_trip(images: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear down to size x size and back up: the same faces with less detail."""
+    import tensorflow as tf
+
+    full = images.shape[1]
+    small = tf.image.resize(tf.cast(images, tf.float32), (size, size), antialias=True)
+    return np.clip(np.round(tf.image.resize(small, (full, full)).numpy()), 0, 255).astype(np.uint8)
 
 
 if __name__ == "__main__":
