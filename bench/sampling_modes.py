@@ -9,7 +9,10 @@ weights. This scores, on the same z, four ways of sampling a run's last checkpoi
 - EMA generator in training-mode batch norm (statistics of each sampled batch of 100);
 - EMA generator with recalibrated statistics (200 batches of 64 in training mode first).
 
-    python bench/sampling_modes.py RUN_DIR [--num_samples 2000] [--faces DIR] [--weights FILE]
+With --latent_scales 0.8,1.5 it scores the EMA generator on z scaled by each factor
+instead: below 1 the truncation trick (fidelity for variety), above 1 the reverse.
+
+    python bench/sampling_modes.py RUN_DIR [--num_samples 2000] [--latent_scales 0.8,1.5] [--faces DIR] [--weights FILE]
 """
 
 from __future__ import annotations
@@ -43,11 +46,11 @@ def run_arguments(doc: str) -> argparse.ArgumentParser:
     return parser
 
 
-def sampler(generator, training: bool):
+def sampler(generator, training: bool, latent_scale: float = 1.0):
     forward = tf.function(lambda z: generator(z, training=training))
 
     def sample(n: int, seed: int):
-        return data.to_uint8(forward(generator.sample_latents(n, tf.constant([seed, 0], tf.int64))))
+        return data.to_uint8(forward(latent_scale * generator.sample_latents(n, tf.constant([seed, 0], tf.int64))))
 
     return sample
 
@@ -68,7 +71,9 @@ def recalibrate_batch_norm(generator, batches: int = 200, batch_size: int = 64):
 
 
 def main() -> None:
-    args = run_arguments(__doc__).parse_args()
+    parser = run_arguments(__doc__)
+    parser.add_argument("--latent_scales", default="", help="score the EMA generator on z times each of these instead")
+    args = parser.parse_args()
 
     extractor = metrics.FeatureExtractor(args.weights)
     ema = generate.load_sampler(args.run_dir).generator
@@ -84,6 +89,9 @@ def main() -> None:
         ("EMA, training-mode batch norm (batches of 100)", lambda: sampler(ema, True)),
         ("EMA, recalibrated statistics", lambda: sampler(recalibrate_batch_norm(ema), False)),
     ]
+    if args.latent_scales:
+        scales = [float(s) for s in args.latent_scales.split(",")]
+        modes = [(f"EMA generator, z x {scale}", lambda scale=scale: sampler(ema, False, scale)) for scale in scales]
     rows = []
     for name, make in modes:
         started = time.time()
@@ -91,7 +99,8 @@ def main() -> None:
         rows.append((name, scores))
         print(f"{name}: {scores}  ({time.time() - started:.0f} s)", flush=True)
     label = metrics.count_label(args.num_samples)
-    print(f"\nCommand: `python bench/sampling_modes.py {args.run_dir} --num_samples {args.num_samples}`")
+    scales = f" --latent_scales {args.latent_scales}" if args.latent_scales else ""
+    print(f"\nCommand: `python bench/sampling_modes.py {args.run_dir} --num_samples {args.num_samples}{scales}`")
     print(f"| sampling | fid{label} | kid{label} | precision | recall |\n| --- | --- | --- | --- | --- |")
     for name, s in rows:
         print(f"| {name} | {s['fid' + label]:.1f} | {s['kid' + label]:.4f} | "
