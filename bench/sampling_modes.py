@@ -92,20 +92,25 @@ def main() -> None:
     if args.latent_scales:
         scales = [float(s) for s in args.latent_scales.split(",")]
         modes = [(f"EMA generator, z x {scale}", lambda scale=scale: sampler(ema, False, scale)) for scale in scales]
+    scales = f" --latent_scales {args.latent_scales}" if args.latent_scales else ""
+    command = f"python bench/sampling_modes.py {args.run_dir} --num_samples {args.num_samples}{scales}"
+    score_and_tabulate("sampling", modes, real, extractor, args.num_samples, command)
+
+
+def score_and_tabulate(column: str, makers, real, extractor, num_samples: int, command: str) -> None:
+    """Scores each (name, make) on the same z, where make() returns a sampler; prints a markdown table."""
     rows = []
-    for name, make in modes:
+    for name, make in makers:
         started = time.time()
-        scores = metrics.compute_all(real, metrics.generated_features(make(), args.num_samples, extractor, seed=0))
+        scores = metrics.compute_all(real, metrics.generated_features(make(), num_samples, extractor, seed=0))
         rows.append((name, scores))
         print(f"{name}: {scores}  ({time.time() - started:.0f} s)", flush=True)
-    label = metrics.count_label(args.num_samples)
-    scales = f" --latent_scales {args.latent_scales}" if args.latent_scales else ""
-    print(f"\nCommand: `python bench/sampling_modes.py {args.run_dir} --num_samples {args.num_samples}{scales}`")
-    print(f"| sampling | fid{label} | kid{label} | precision | recall |\n| --- | --- | --- | --- | --- |")
+    label = metrics.count_label(num_samples)
+    print(f"\nCommand: `{command}`")
+    print(f"| {column} | fid{label} | kid{label} | precision | recall |\n| --- | --- | --- | --- | --- |")
     for name, s in rows:
         print(f"| {name} | {s['fid' + label]:.1f} | {s['kid' + label]:.4f} | "
               f"{s['precision' + label]:.3f} | {s['recall' + label]:.3f} |")
-
 
 if __name__ == "__main__":
     main()

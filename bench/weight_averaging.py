@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +26,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from illustration_gan import metrics, run_folder  # noqa: E402
 from illustration_gan.config import Config  # noqa: E402
 from illustration_gan.networks import build_networks  # noqa: E402
-from sampling_modes import run_arguments, sampler  # noqa: E402
+from sampling_modes import run_arguments, sampler, score_and_tabulate  # noqa: E402
 
 
 def snapshot_weights(model_config, prefix: str, part: str) -> list[np.ndarray]:
@@ -71,20 +70,12 @@ def main() -> None:
         at = prefixes[-1 - back]
         variants.append((f"EMA generator {back} snapshots earlier ({os.path.basename(at)})", [at], "ema_generator", at))
 
-    label = metrics.count_label(args.num_samples)
-    rows = []
-    for name, chosen, part, statistics_from in variants:
-        started = time.time()
-        generator = averaged_generator(config.model, chosen, part, statistics_from)
-        scores = metrics.compute_all(real, metrics.generated_features(sampler(generator, False), args.num_samples, extractor, seed=0))
-        rows.append((name, scores))
-        print(f"{name}: {scores}  ({time.time() - started:.0f} s)", flush=True)
-    print(f"\nCommand: `python bench/weight_averaging.py {args.run_dir} --num_samples {args.num_samples}`")
-    print(f"| generator | fid{label} | kid{label} | precision | recall |\n| --- | --- | --- | --- | --- |")
-    for name, s in rows:
-        print(f"| {name} | {s['fid' + label]:.1f} | {s['kid' + label]:.4f} | "
-              f"{s['precision' + label]:.3f} | {s['recall' + label]:.3f} |")
-
+    makers = [
+        (name, lambda chosen=chosen, part=part, at=at: sampler(averaged_generator(config.model, chosen, part, at), False))
+        for name, chosen, part, at in variants
+    ]
+    command = f"python bench/weight_averaging.py {args.run_dir} --num_samples {args.num_samples}"
+    score_and_tabulate("generator", makers, real, extractor, args.num_samples, command)
 
 if __name__ == "__main__":
     main()
