@@ -65,7 +65,8 @@ def main() -> None:
     variants = []
     for k in (int(w) for w in args.windows.split(",") if w):
         variants.append((f"EMA generator, mean of the last {k} snapshot(s)", prefixes[-k:], "ema_generator", last))
-    variants.append(("live generator, mean of the last 6 snapshots", prefixes[-6:], "generator", last))
+    live = min(6, len(prefixes))
+    variants.append((f"live generator, mean of the last {live} snapshots", prefixes[-live:], "generator", last))
     for back in (int(b) for b in args.epochs_back.split(",") if b):
         at = prefixes[-1 - back]
         variants.append((f"EMA generator {back} snapshots earlier ({os.path.basename(at)})", [at], "ema_generator", at))
@@ -74,7 +75,8 @@ def main() -> None:
         (name, lambda chosen=chosen, part=part, at=at: sampler(averaged_generator(config.model, chosen, part, at), False))
         for name, chosen, part, at in variants
     ]
-    command = f"python bench/weight_averaging.py {args.run_dir} --num_samples {args.num_samples}"
+    command = (f"python bench/weight_averaging.py {args.run_dir} --num_samples {args.num_samples} "
+               f"--windows {args.windows} --epochs_back {args.epochs_back}")
     score_and_tabulate("generator", makers, real, extractor, args.num_samples, command)
 
 if __name__ == "__main__":
