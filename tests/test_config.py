@@ -14,6 +14,14 @@ def test_presets_resolve_and_roundtrip_through_json():
         assert again.preset == name
 
 
+def test_a_fast_run_recorded_before_resize_convolutions_rebuilds_with_transposed_ones():
+    recorded = json.loads(config_lib.dumps(config_lib.resolve("fast", {})))
+    del recorded["model"]["upsampling"]  # training_options.json of a run from before the field existed
+    config = config_lib.Config.from_json(recorded)
+    assert config.model.upsampling == "transposed"
+    assert config_lib.resolve("fast", {}).model.upsampling == "resize"
+
+
 def test_overrides_reach_the_right_group():
     config = config_lib.resolve("dcgan", {"batch_size": 8, "image_size": 32, "epochs": 3})
     assert config.training.batch_size == 8
