@@ -13,7 +13,8 @@ Also prints the feature-extraction speed.
         [--image_size 64] [--half 3000] [--noise 3000] [--blur_to 32,48] [--cache_dir DIR]
 
 Reads the shared data in place; real features are cached (default
-~/.cache/illustration_gan/fid_features), so a second run only recomputes the noise.
+~/.cache/illustration_gan/fid_features), so a second run only recomputes the noise and
+the blurred copies.
 """
 
 from __future__ import annotations

@@ -78,20 +78,21 @@ def main() -> None:
     extractor = metrics.FeatureExtractor(args.weights)
     ema = generate.load_sampler(args.run_dir).generator
     config = Config.from_json(run_folder.read_json(os.path.join(args.run_dir, run_folder.OPTIONS_FILE))["config"])
-    live = build_networks(config.model).generator
-    checkpoint = tf.train.latest_checkpoint(os.path.join(args.run_dir, "checkpoints"))
-    tf.train.Checkpoint(generator=live).restore(checkpoint).expect_partial()
     real = metrics.real_features(args.faces, config.model.image_size, 5000, extractor, None)
 
-    modes = [
-        ("live generator, moving statistics", lambda: sampler(live, False)),
-        ("EMA generator.keras, copied statistics", lambda: sampler(ema, False)),
-        ("EMA, training-mode batch norm (batches of 100)", lambda: sampler(ema, True)),
-        ("EMA, recalibrated statistics", lambda: sampler(recalibrate_batch_norm(ema), False)),
-    ]
     if args.latent_scales:
         scales = [float(s) for s in args.latent_scales.split(",")]
         modes = [(f"EMA generator, z x {scale}", lambda scale=scale: sampler(ema, False, scale)) for scale in scales]
+    else:
+        live = build_networks(config.model).generator
+        checkpoint = tf.train.latest_checkpoint(os.path.join(args.run_dir, "checkpoints"))
+        tf.train.Checkpoint(generator=live).restore(checkpoint).expect_partial()
+        modes = [
+            ("live generator, moving statistics", lambda: sampler(live, False)),
+            ("EMA generator.keras, copied statistics", lambda: sampler(ema, False)),
+            ("EMA, training-mode batch norm (batches of 100)", lambda: sampler(ema, True)),
+            ("EMA, recalibrated statistics", lambda: sampler(recalibrate_batch_norm(ema), False)),
+        ]
     scales = f" --latent_scales {args.latent_scales}" if args.latent_scales else ""
     command = f"python bench/sampling_modes.py {args.run_dir} --num_samples {args.num_samples}{scales}"
     score_and_tabulate("sampling", modes, real, extractor, args.num_samples, command)
@@ -111,6 +112,7 @@ def score_and_tabulate(column: str, makers, real, extractor, num_samples: int, c
     for name, s in rows:
         print(f"| {name} | {s['fid' + label]:.1f} | {s['kid' + label]:.4f} | "
               f"{s['precision' + label]:.3f} | {s['recall' + label]:.3f} |")
+
 
 if __name__ == "__main__":
     main()

@@ -7,7 +7,7 @@ trajectory, so the comparison is paired: it does not suffer the run-to-run noise
 retraining. Each row is scored on the same z; batch-norm statistics are copied from the
 live generator of the last checkpoint, as the EMA generator's are.
 
-    python bench/weight_averaging.py RUN_DIR [--num_samples 2000] [--windows 1,3,6,12] [--epochs_back 0,6,12]
+    python bench/weight_averaging.py RUN_DIR [--num_samples 2000] [--windows 1,3,6,12] [--epochs_back 6,12]
 """
 
 from __future__ import annotations
@@ -29,21 +29,18 @@ from illustration_gan.networks import build_networks  # noqa: E402
 from sampling_modes import run_arguments, sampler, score_and_tabulate  # noqa: E402
 
 
-def snapshot_weights(model_config, prefix: str, part: str) -> list[np.ndarray]:
-    generator = build_networks(model_config).generator
-    tf.train.Checkpoint(**{part: generator}).restore(prefix).expect_partial()
-    return [w.numpy() for w in generator.weights]
-
-
 def averaged_generator(model_config, prefixes: list[str], part: str, statistics_from: str):
     """Mean of the trainable weights of `part` over `prefixes`; BN statistics of the live G at `statistics_from`."""
     generator = build_networks(model_config).generator
     tf.train.Checkpoint(generator=generator).restore(statistics_from).expect_partial()
-    trainable = {id(v) for v in generator.trainable_variables}
-    snapshots = [snapshot_weights(model_config, p, part) for p in prefixes]
-    for i, variable in enumerate(generator.weights):
-        if id(variable) in trainable:
-            variable.assign(np.mean([s[i] for s in snapshots], axis=0))
+    scratch = build_networks(model_config).generator  # each snapshot is restored into it in turn
+    sums = [np.zeros(v.shape, np.float64) for v in generator.trainable_variables]
+    for prefix in prefixes:
+        tf.train.Checkpoint(**{part: scratch}).restore(prefix).expect_partial()
+        for total, variable in zip(sums, scratch.trainable_variables):
+            total += variable.numpy()
+    for variable, total in zip(generator.trainable_variables, sums):
+        variable.assign(total / len(prefixes))
     return generator
 
 
@@ -78,6 +75,7 @@ def main() -> None:
     command = (f"python bench/weight_averaging.py {args.run_dir} --num_samples {args.num_samples} "
                f"--windows {args.windows} --epochs_back {args.epochs_back}")
     score_and_tabulate("generator", makers, real, extractor, args.num_samples, command)
+
 
 if __name__ == "__main__":
     main()
