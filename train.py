@@ -63,6 +63,9 @@ flags.DEFINE_float("noisy_labels", 0.0, "Probability that a D step swaps real an
 flags.DEFINE_enum("balance", "none", list(config_lib.BALANCE_RULES), "When D and G update (see README, Regimes). [preset]")
 flags.DEFINE_float("margin", 1.0, "--balance margin: largest allowed |G loss - D loss|. [preset]", lower_bound=0)
 flags.DEFINE_float("monitor_ratio", 0.8, "--balance monitor: D updates only when D loss > ratio * G loss. [preset]", lower_bound=0)
+flags.DEFINE_enum("d_batch", "separate", list(config_lib.D_BATCHES), "How D sees a step's reals and fakes: "
+                  "in separate batches (the tutorial) or in one joint batch, so D's batch norm cannot normalise "
+                  "away a shift shared by all fakes. [preset]")
 flags.DEFINE_integer("n_critic", 1, "Discriminator steps per generator step. [preset]", lower_bound=1)
 flags.DEFINE_float("clip_weights", 0.0, "Clip critic weights to +-value after each step (WGAN); 0 = off. [preset]", lower_bound=0)
 flags.DEFINE_float("gp_weight", 0.0, "Gradient penalty weight (WGAN-GP); 0 = off. [preset]", lower_bound=0)
@@ -134,7 +137,7 @@ flags.register_multi_flags_validator(
 
 CONFIG_FLAGS = (
     "image_size z_dim g_width d_width fc_units minibatch_kernels minibatch_dims spectral_norm upsampling z_predictor batch_size loss "
-    "optimizer g_lr d_lr beta1 beta2 label_smoothing noisy_labels balance margin monitor_ratio n_critic "
+    "optimizer g_lr d_lr beta1 beta2 label_smoothing noisy_labels balance margin monitor_ratio n_critic d_batch "
     "clip_weights gp_weight r1_gamma mode_seeking zpred_weight augment ada_augment ada_target ema_kimg lr_decay epochs seed strategy precision xla run_root "
     "max_minutes keep_checkpoints"
 ).split()

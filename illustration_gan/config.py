@@ -19,6 +19,7 @@ IMAGE_SIZES = (32, 64, 128, 256)
 BALANCE_RULES = ("none", "margin", "monitor", "boost")
 UPSAMPLING = ("transposed", "resize")
 LOSSES = ("minimax", "hinge", "wasserstein")
+D_BATCHES = ("separate", "joint")
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class TrainingConfig:
     margin: float = 1.0
     monitor_ratio: float = 0.8
     n_critic: int = 1  # discriminator steps per generator step
+    d_batch: str = "separate"  # D scores reals and fakes in separate batches (the tutorial) or in one joint batch
     clip_weights: float = 0.0  # WGAN weight clipping (0 = off)
     gp_weight: float = 0.0  # WGAN-GP gradient penalty (0 = off)
     r1_gamma: float = 0.0  # R1 penalty on real images, gamma / 2 * ||grad D(x)||^2 (0 = off)
@@ -199,6 +201,8 @@ def validate(config: Config) -> None:
         raise UserError("the wasserstein loss needs a linear critic (critic=True, as in --model wgan)")
     if t.loss not in LOSSES:
         raise UserError(f"loss must be one of {LOSSES}, got {t.loss!r}")
+    if t.d_batch not in D_BATCHES:
+        raise UserError(f"d_batch must be one of {D_BATCHES}, got {t.d_batch!r}")
     if t.loss != "minimax" and (t.label_smoothing or t.noisy_labels):
         raise UserError("label smoothing and noisy labels apply to the minimax loss only")
     if t.r1_gamma > 0 and t.loss == "wasserstein":

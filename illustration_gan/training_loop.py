@@ -176,11 +176,7 @@ class GANTrainer:
                 p, ada = self.augment_p, self.ada_policy
                 d_real_in = augment.diff_augment(real, self.augment_policy, self._seed(5, replica), ada, p)
                 d_fake_in = augment.diff_augment(fake, self.augment_policy, self._seed(6, replica), ada, p)
-            if t.r1_gamma > 0:  # one D pass on the reals gives the scores and R1's input gradients
-                real_scores, real_grads = losses.scores_and_input_gradients(self.discriminator, d_real_in)
-            else:
-                real_scores = self.discriminator(d_real_in, training=True)
-            fake_scores = self.discriminator(d_fake_in, training=True)
+            real_scores, fake_scores, real_grads = self._discriminate(d_real_in, d_fake_in, t.r1_gamma > 0)
             if t.loss == "wasserstein":
                 d_loss = average(losses.wasserstein_discriminator_loss(real_scores, fake_scores))
                 g_loss = average(losses.wasserstein_generator_loss(fake_scores))
@@ -225,6 +221,23 @@ class GANTrainer:
         if self.ada_policy:
             metrics["real_sign"] = average(tf.sign(real_scores))  # ADA's r_t over the global batch
         return metrics, d_grads, g_grads
+
+    def _discriminate(self, real, fake, with_real_gradients):
+        """D's scores on reals and fakes, and the reals' input gradients when R1 needs them.
+
+        d_batch="separate" (the tutorial) normalises each batch by its own batch-norm
+        statistics, which hides from D's deeper layers any shift that all fakes share;
+        "joint" scores both in one batch, so they share the statistics.
+        """
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(real)
+            if self.config.training.d_batch == "joint":
+                real_scores, fake_scores = tf.split(self.discriminator(tf.concat([real, fake], 0), training=True), 2)
+            else:
+                real_scores = self.discriminator(real, training=True)
+                fake_scores = self.discriminator(fake, training=True)
+        real_grads = tape.gradient(real_scores, real) if with_real_gradients else None
+        return real_scores, fake_scores, real_grads
 
     @staticmethod
     def _scale(optimizer, loss):

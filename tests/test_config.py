@@ -50,6 +50,7 @@ def test_presets_follow_their_sources():
         ("wgan", {"label_smoothing": True}, "minimax"),
         ("fast", {"loss": "hinge", "noisy_labels": 0.1}, "minimax"),
         ("fast", {"loss": "least_squares"}, "loss must be one of"),
+        ("fast", {"d_batch": "mixed"}, "d_batch must be one of"),
         ("dcgan", {"no_such_field": 1}, "unknown"),
         ("nope", {}, "preset"),
     ],
