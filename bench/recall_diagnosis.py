@@ -1,7 +1,9 @@
 """Why is a run's recall low? Bunched samples (collapse) or samples beside the data (fidelity).
 
 Generates --num_samples images with the run's generator.keras and compares their
-Inception features with as many of the real faces (metrics.manifold_distances):
+Inception features with as many of the real faces (metrics.manifold_distances), then
+asks whether the samples are beside the data by an offset or scale they all share
+(metrics.moment_matched_recall):
 
     python bench/recall_diagnosis.py RUN_DIR [--num_samples 2000] [--faces DIR] [--weights FILE]
 """
@@ -35,6 +37,13 @@ def main() -> None:
     print(f"| {Path(args.run_dir).name} | {spread['real']:.1f} / {spread['fake']:.1f} | "
           f"{d['real_radius']:.2f} / {d['fake_radius']:.2f} | {d['real_to_real']:.2f} / {d['real_to_fake']:.2f} | "
           f"{precision:.3f} | {recall:.3f} |")
+    # Is the gap an offset or scale that all samples share? Move the fakes onto the reals' moments.
+    matched = metrics.moment_matched_recall(real, fake)
+    print()
+    print("| run | FID | its mean term | recall | recall, fakes moved to the real mean | ... and per-feature sd |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    print(f"| {Path(args.run_dir).name} | {metrics.fid_from_features(real, fake):.1f} | {matched['mean_term']:.1f} | "
+          f"{recall:.3f} | {matched['recall_mean_matched']:.3f} | {matched['recall_moments_matched']:.3f} |")
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from illustration_gan.metrics.scores import (
     frechet_distance,
     kernel_inception_distance,
     manifold_distances,
+    moment_matched_recall,
     precision_recall,
 )
 
@@ -55,6 +56,7 @@ __all__ = [
     "generated_features",
     "kernel_inception_distance",
     "manifold_distances",
+    "moment_matched_recall",
     "nearest_neighbour_grid",
     "nearest_neighbours",
     "precision_recall",
