@@ -68,6 +68,7 @@ class TrainingConfig:
     gp_weight: float = 0.0  # WGAN-GP gradient penalty (0 = off)
     r1_gamma: float = 0.0  # R1 penalty on real images, gamma / 2 * ||grad D(x)||^2 (0 = off)
     mode_seeking: float = 0.0  # weight of MSGAN's mode-seeking term in G's loss (0 = off)
+    feature_matching: float = 0.0  # weight of Salimans et al.'s feature-matching term in G's loss (0 = off)
     zpred_weight: float = 1.0
     augment: str = ""  # DiffAugment policy, e.g. "color,translation,cutout" ("" = off)
     ada_augment: str = ""  # DiffAugment transforms applied with ADA's adaptive probability ("" = off)

@@ -96,3 +96,14 @@ def mode_seeking_loss(z, fake, eps=1e-5):
 def z_prediction_loss(z, predicted_z):
     """Mean squared error between z and the z-predictor's estimate, per example (IllustrationGAN)."""
     return tf.reduce_mean(tf.square(tf.cast(predicted_z, tf.float32) - tf.cast(z, tf.float32)), axis=-1)
+
+
+def feature_matching_loss(real_features, fake_features):
+    """||mean f(x) - mean f(G(z))||^2 over D's last hidden features, one number per batch.
+
+    Salimans et al. 2016 ("Improved Techniques for Training GANs", section 3.1) train G
+    on it alone; here it is added to G's adversarial loss. It targets what a per-sample
+    loss does not see: an offset that every generated sample shares.
+    """
+    real_mean = tf.reduce_mean(tf.stop_gradient(tf.cast(real_features, tf.float32)), axis=0)
+    return tf.reduce_sum(tf.square(real_mean - tf.reduce_mean(tf.cast(fake_features, tf.float32), axis=0)))

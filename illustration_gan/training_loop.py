@@ -176,7 +176,7 @@ class GANTrainer:
                 p, ada = self.augment_p, self.ada_policy
                 d_real_in = augment.diff_augment(real, self.augment_policy, self._seed(5, replica), ada, p)
                 d_fake_in = augment.diff_augment(fake, self.augment_policy, self._seed(6, replica), ada, p)
-            real_scores, fake_scores, real_grads = self._discriminate(d_real_in, d_fake_in, t.r1_gamma > 0)
+            real_scores, fake_scores, real_grads, hidden = self._discriminate(d_real_in, d_fake_in, t.r1_gamma > 0)
             if t.loss == "wasserstein":
                 d_loss = average(losses.wasserstein_discriminator_loss(real_scores, fake_scores))
                 g_loss = average(losses.wasserstein_generator_loss(fake_scores))
@@ -206,6 +206,12 @@ class GANTrainer:
                 )
                 g_total += t.mode_seeking * pair_loss
                 metrics["mode_seeking_loss"] = pair_loss
+            if t.feature_matching > 0:  # a batch statistic: each replica's share of the cross-replica sum
+                matching = losses.feature_matching_loss(*hidden) / tf.cast(
+                    tf.distribute.get_replica_context().num_replicas_in_sync, tf.float32
+                )
+                g_total += t.feature_matching * matching
+                metrics["feature_matching_loss"] = matching
             if self.z_predictor is not None:
                 zpred_loss = average(losses.z_prediction_loss(z, self.z_predictor(features, training=True)))
                 g_total += t.zpred_weight * zpred_loss
@@ -223,21 +229,32 @@ class GANTrainer:
         return metrics, d_grads, g_grads
 
     def _discriminate(self, real, fake, with_real_gradients):
-        """D's scores on reals and fakes, and the reals' input gradients when R1 needs them.
+        """D's scores on reals and fakes, the reals' input gradients when R1 needs them, and
+        D's hidden features of both (real, fake) when feature matching needs them.
 
         d_batch="separate" (the tutorial) normalises each batch by its own batch-norm
         statistics, which hides from D's deeper layers any shift that all fakes share;
         "joint" scores both in one batch, so they share the statistics.
         """
+        t = self.config.training
+        with_features = t.feature_matching > 0
+
+        def d(images):  # (scores, hidden features or None)
+            out = self.discriminator(images, training=True, return_features=with_features)
+            return out if with_features else (out, None)
+
+        def halves(x):
+            return (None, None) if x is None else tf.split(x, 2)
+
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(real)
-            if self.config.training.d_batch == "joint":
-                real_scores, fake_scores = tf.split(self.discriminator(tf.concat([real, fake], 0), training=True), 2)
+            if t.d_batch == "joint":
+                scores, hidden = d(tf.concat([real, fake], 0))
+                (real_scores, fake_scores), (real_hidden, fake_hidden) = halves(scores), halves(hidden)
             else:
-                real_scores = self.discriminator(real, training=True)
-                fake_scores = self.discriminator(fake, training=True)
+                (real_scores, real_hidden), (fake_scores, fake_hidden) = d(real), d(fake)
         real_grads = tape.gradient(real_scores, real) if with_real_gradients else None
-        return real_scores, fake_scores, real_grads
+        return real_scores, fake_scores, real_grads, (real_hidden, fake_hidden)
 
     @staticmethod
     def _scale(optimizer, loss):

@@ -32,6 +32,20 @@ def test_hinge_losses_are_zero_beyond_the_margin_and_linear_inside():
     np.testing.assert_allclose(losses.hinge_generator_loss(fake), [3.0, 0.5, -1.0])
 
 
+def test_feature_matching_compares_batch_means_and_pushes_only_the_fakes():
+    real = tf.constant([[1.0, 0.0], [3.0, 2.0]])  # mean (2, 1)
+    fake = tf.Variable([[0.0, 0.0], [0.0, 4.0]])  # mean (0, 2): squared gap 4 + 1
+    per_sample_equal = tf.constant([[2.0, 1.0], [2.0, 1.0]])
+    np.testing.assert_allclose(losses.feature_matching_loss(real, fake), 5.0)
+    np.testing.assert_allclose(losses.feature_matching_loss(real, per_sample_equal), 0.0)
+    real_var = tf.Variable(real)
+    with tf.GradientTape() as tape:
+        loss = losses.feature_matching_loss(real_var, fake)
+    real_grad, fake_grad = tape.gradient(loss, [real_var, fake])
+    assert real_grad is None  # G's term must not train D through the real features
+    np.testing.assert_allclose(fake_grad, [[-2.0, 1.0], [-2.0, 1.0]])  # of (2 - mean0)^2 + (1 - mean1)^2, per sample
+
+
 def test_wasserstein_and_zprediction_losses():
     np.testing.assert_allclose(losses.wasserstein_discriminator_loss(tf.constant([2.0]), tf.constant([0.5])), [-1.5])
     np.testing.assert_allclose(losses.wasserstein_generator_loss(tf.constant([0.5])), [-0.5])

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from illustration_gan import config as config_lib
 from illustration_gan import UserError, data, generate, run_folder, training_loop
+from illustration_gan.networks import build_networks
 
 TINY = dict(image_size=32, g_width=8, d_width=8, fc_units=32, z_dim=16, batch_size=16, epochs=1)
 
@@ -127,7 +128,7 @@ def _discriminate(d_batch, real, fake, r1=False):
     keras.utils.set_random_seed(0)
     config = config_lib.resolve("fast", {**TINY, "d_batch": d_batch})
     trainer = training_loop.GANTrainer(config, tf.distribute.get_strategy())
-    return trainer, trainer._discriminate(real, fake, r1)
+    return trainer, trainer._discriminate(real, fake, r1)[:3]
 
 
 def test_a_joint_d_batch_shares_batch_norm_statistics_between_reals_and_fakes():
@@ -160,3 +161,23 @@ def test_joint_d_batch_with_r1_trains(faces_source, tmp_path):
     training_loop.train(config, faces_source, str(tmp_path / "run"), tf.distribute.get_strategy())
     (record,) = run_folder.read_jsonl(str(tmp_path / "run" / "stats.jsonl"))
     assert np.isfinite(record["d_loss"]) and np.isfinite(record["r1_penalty"]) and record["r1_penalty"] > 0
+
+
+@pytest.mark.parametrize("d_batch", ["separate", "joint"])
+def test_feature_matching_variant_trains_and_records_its_loss(d_batch, faces_source, tmp_path):
+    config = config_lib.resolve("fast", {**TINY, "feature_matching": 1.0, "d_batch": d_batch})
+    training_loop.train(config, faces_source, str(tmp_path / "run"), tf.distribute.get_strategy())
+    (record,) = run_folder.read_jsonl(str(tmp_path / "run" / "stats.jsonl"))
+    assert np.isfinite(record["g_loss"]) and record["feature_matching_loss"] > 0
+
+
+@pytest.mark.parametrize("preset", sorted(config_lib.PRESETS))
+def test_each_discriminator_returns_the_hidden_features_it_scores(preset):
+    networks = build_networks(config_lib.resolve(preset, {**TINY, "minibatch_kernels": 0}).model)
+    images = tf.random.stateless_uniform([4, 32, 32, 3], [0, 1], -1, 1)
+    scores, hidden = networks.discriminator(images, return_features=True)
+    np.testing.assert_allclose(scores, networks.discriminator(images), atol=1e-6)
+    assert hidden.shape[0] == 4 and len(hidden.shape) == 2
+    # Without minibatch features, the score is the output unit applied to exactly these features.
+    head = networks.discriminator.score
+    np.testing.assert_allclose(scores, tf.squeeze(hidden @ head.kernel, -1) + head.bias, atol=1e-4)

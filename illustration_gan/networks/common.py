@@ -91,8 +91,9 @@ class Discriminator(ConfiguredModel):
             return None
         return self.minibatch(tf.cast(flat, tf.float32))
 
-    def _score(self, features, minibatch_features):
+    def _score(self, features, minibatch_features, return_features=False):
+        """Scores, and with `return_features` also the last hidden features (for feature matching)."""
         features = tf.cast(features, tf.float32)
-        if minibatch_features is not None:
-            features = tf.concat([features, minibatch_features], axis=-1)
-        return tf.squeeze(self.score(features), axis=-1)
+        head = features if minibatch_features is None else tf.concat([features, minibatch_features], axis=-1)
+        scores = tf.squeeze(self.score(head), axis=-1)
+        return (scores, features) if return_features else scores

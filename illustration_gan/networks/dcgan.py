@@ -78,7 +78,7 @@ class DCGANDiscriminator(Discriminator):
         self.body = keras.Sequential(layers, name="body")
         self._make_head()
 
-    def call(self, images, training=False):
+    def call(self, images, training=False, return_features=False):
         flat = self.flatten(self.body(images, training=training))
         # The tutorial's final 4x4 valid convolution is this dense layer on the flattened 4x4 map.
-        return self._score(flat, self._minibatch_features(flat))
+        return self._score(flat, self._minibatch_features(flat), return_features)
