@@ -206,6 +206,8 @@ def validate(config: Config) -> None:
         raise UserError(f"d_batch must be one of {D_BATCHES}, got {t.d_batch!r}")
     if t.d_batch == "joint" and m.minibatch_kernels > 0:
         raise UserError("minibatch discrimination compares a batch of reals or of fakes; use --d_batch separate with it")
+    if t.loss != "minimax" and t.balance != "none":
+        raise UserError(f"--balance {t.balance} compares or swaps the minimax (BCE) losses; use --loss minimax with it")
     if t.loss != "minimax" and (t.label_smoothing or t.noisy_labels):
         raise UserError("label smoothing and noisy labels apply to the minimax loss only")
     if t.r1_gamma > 0 and t.loss == "wasserstein":

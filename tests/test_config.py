@@ -51,6 +51,8 @@ def test_presets_follow_their_sources():
         ("fast", {"loss": "hinge", "noisy_labels": 0.1}, "minimax"),
         ("fast", {"loss": "least_squares"}, "loss must be one of"),
         ("fast", {"d_batch": "mixed"}, "d_batch must be one of"),
+        ("fast", {"loss": "hinge", "balance": "monitor"}, "minimax"),
+        ("wgan", {"balance": "margin"}, "minimax"),
         ("illustration", {"d_batch": "joint", "minibatch_kernels": 8}, "minibatch discrimination"),
         ("dcgan", {"no_such_field": 1}, "unknown"),
         ("nope", {}, "preset"),
