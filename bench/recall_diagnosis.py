@@ -3,7 +3,8 @@
 Generates --num_samples images with the run's generator.keras and compares their
 Inception features with as many of the real faces (metrics.manifold_distances), then
 asks whether the samples are beside the data by an offset or scale they all share
-(metrics.moment_matched_recall):
+(metrics.moment_matched_recall), and how the samples' pixels differ from the faces'
+(contrast, saturation, sharpness of 1,000 of each):
 
     python bench/recall_diagnosis.py RUN_DIR [--num_samples 2000] [--faces DIR] [--weights FILE]
 """
@@ -18,7 +19,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from illustration_gan import generate, metrics  # noqa: E402
+from illustration_gan import data, generate, metrics  # noqa: E402
 from sampling_modes import run_arguments  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 
@@ -44,6 +45,26 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- |")
     print(f"| {Path(args.run_dir).name} | {metrics.fid_from_features(real, fake):.1f} | {matched['mean_term']:.1f} | "
           f"{recall:.3f} | {matched['recall_mean_matched']:.3f} | {matched['recall_moments_matched']:.3f} |")
+
+    print()
+    print("| images | contrast (per-image pixel sd) | RGB sd | saturation (HSV S, 0-255) | sharpness (mean abs. gradient) |")
+    print("| --- | --- | --- | --- | --- |")
+    reals = np.concatenate(list(data.image_batches_uint8(args.faces, sampler.image_size, 250, limit=1000)))
+    for name, images in (("real", reals), ("generated", sampler.sample_uint8(1000, 1))):
+        stats = pixel_statistics(images)
+        print(f"| {name} | {stats['contrast']:.1f} | {' / '.join(f'{v:.0f}' for v in stats['rgb_sd'])} | "
+              f"{stats['saturation']:.1f} | {stats['sharpness']:.1f} |")
+
+
+def pixel_statistics(images: np.ndarray) -> dict:
+    """Contrast, colour spread, saturation and sharpness of uint8 RGB images (n, h, w, 3)."""
+    x = images.astype(np.float32)
+    brightest, darkest = x.max(-1), x.min(-1)
+    saturation = np.where(brightest > 0, 255 * (brightest - darkest) / np.maximum(brightest, 1), 0)  # as OpenCV's HSV
+    gray = x.mean(-1)
+    gradient = (np.abs(np.diff(gray, axis=1)).mean() + np.abs(np.diff(gray, axis=2)).mean()) / 2
+    return {"contrast": float(x.std(axis=(1, 2, 3)).mean()), "rgb_sd": x.std(axis=(0, 1, 2)),
+            "saturation": float(saturation.mean()), "sharpness": float(gradient)}
 
 
 if __name__ == "__main__":
