@@ -44,6 +44,8 @@ def main() -> None:
     config = Config.from_json(run_folder.read_json(Path(args.run_dir) / run_folder.OPTIONS_FILE)["config"])
     networks = build_networks(config.model)
     checkpoint = tf.train.latest_checkpoint(str(Path(args.run_dir) / "checkpoints"))
+    if checkpoint is None:
+        sys.exit(f"{args.run_dir} has no checkpoint yet")
     tf.train.Checkpoint(generator=networks.generator, discriminator=networks.discriminator).restore(
         checkpoint
     ).expect_partial()
