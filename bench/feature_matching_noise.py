@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from illustration_gan import data, losses, run_folder  # noqa: E402
-from illustration_gan.config import Config  # noqa: E402
 from illustration_gan.networks import build_networks  # noqa: E402
+from sampling_modes import SHARED  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 
 def independent_noise(features):
@@ -38,10 +38,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir")
     parser.add_argument("--pairs", type=int, default=200)
-    parser.add_argument("--faces", default=str(ROOT.parent / "shared" / "data" / "anime_faces"))
+    parser.add_argument("--faces", default=str(SHARED / "anime_faces"))
     args = parser.parse_args()
 
-    config = Config.from_json(run_folder.read_json(Path(args.run_dir) / run_folder.OPTIONS_FILE)["config"])
+    config = run_folder.read_config(args.run_dir)
     networks = build_networks(config.model)
     checkpoint = tf.train.latest_checkpoint(str(Path(args.run_dir) / "checkpoints"))
     if checkpoint is None:

@@ -30,7 +30,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from illustration_gan import data, generate, metrics, run_folder  # noqa: E402
-from illustration_gan.config import Config  # noqa: E402
 from illustration_gan.networks import build_networks  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
@@ -77,7 +76,7 @@ def main() -> None:
 
     extractor = metrics.FeatureExtractor(args.weights)
     ema = generate.load_sampler(args.run_dir).generator
-    config = Config.from_json(run_folder.read_json(os.path.join(args.run_dir, run_folder.OPTIONS_FILE))["config"])
+    config = run_folder.read_config(args.run_dir)
     real = metrics.real_features(args.faces, config.model.image_size, 5000, extractor, None)
 
     if args.latent_scales:

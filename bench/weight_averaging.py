@@ -24,7 +24,6 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from illustration_gan import metrics, run_folder  # noqa: E402
-from illustration_gan.config import Config  # noqa: E402
 from illustration_gan.networks import build_networks  # noqa: E402
 from sampling_modes import run_arguments, sampler, score_and_tabulate  # noqa: E402
 
@@ -50,7 +49,7 @@ def main() -> None:
     parser.add_argument("--epochs_back", default="", help="also score the EMA generator this many snapshots earlier")
     args = parser.parse_args()
 
-    config = Config.from_json(run_folder.read_json(os.path.join(args.run_dir, run_folder.OPTIONS_FILE))["config"])
+    config = run_folder.read_config(args.run_dir)
     state = tf.train.get_checkpoint_state(os.path.join(args.run_dir, "checkpoints"))
     prefixes = list(state.all_model_checkpoint_paths)
     if len(prefixes) < 2:

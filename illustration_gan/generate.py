@@ -14,7 +14,6 @@ import numpy as np
 import tensorflow as tf
 
 from illustration_gan import UserError, data, run_folder
-from illustration_gan.config import Config
 from illustration_gan.networks import Generator, build_networks
 
 
@@ -71,10 +70,7 @@ def _generator_from_checkpoint(checkpoint: str) -> Generator:
             raise UserError(f"no checkpoint in {checkpoint}")
         checkpoint = latest
     run_dir = os.path.dirname(os.path.dirname(os.path.abspath(checkpoint)))
-    options = os.path.join(run_dir, run_folder.OPTIONS_FILE)
-    if not os.path.exists(options):
-        raise UserError(f"cannot find {run_folder.OPTIONS_FILE} of checkpoint {checkpoint} (expected in {run_dir})")
-    config = Config.from_json(run_folder.read_json(options)["config"])
+    config = run_folder.read_config(run_dir)
     generator = build_networks(config.model).generator
     tf.train.Checkpoint(generator=generator).restore(checkpoint).expect_partial()
     return generator

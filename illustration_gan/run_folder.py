@@ -99,6 +99,16 @@ def training_options(config, source, replicas: int) -> dict:
     }
 
 
+def read_config(run_dir: str):
+    """The Config a run was trained with, from its training_options.json."""
+    from illustration_gan.config import Config
+
+    path = os.path.join(run_dir, OPTIONS_FILE)
+    if not os.path.exists(path):
+        raise UserError(f"cannot find {OPTIONS_FILE} in {run_dir}")
+    return Config.from_json(read_json(path)["config"])
+
+
 def dataset_path(run_dir: str) -> str:
     """The folder (or shards) a run trained on, as recorded in its options."""
     options = read_json(os.path.join(run_dir, OPTIONS_FILE))

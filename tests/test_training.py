@@ -72,6 +72,14 @@ def test_train_writes_a_complete_run_folder(trained_run):
     assert "corrupt.jpg" in result.stderr and "text.png" in result.stderr  # bad files named in warnings
 
 
+def test_read_config_returns_the_recorded_config_and_names_a_missing_options_file(trained_run, tmp_path):
+    run_dir, _, _ = trained_run
+    config = run_folder.read_config(str(run_dir))
+    assert config.training.batch_size == 16 and config.model.architecture == "dcgan"
+    with pytest.raises(config_lib.UserError, match="cannot find training_options.json"):
+        run_folder.read_config(str(tmp_path))
+
+
 def test_resume_continues_counters_and_appends_stats(trained_run):
     run_dir, _, _ = trained_run
     run_cli("--TYPE", "train", "--resume", str(run_dir), "--epochs", "2")
