@@ -47,6 +47,10 @@ flags.DEFINE_bool("spectral_norm", False, "Spectrally normalised discriminator w
 flags.DEFINE_enum("upsampling", "transposed", list(config_lib.UPSAMPLING), "DCGAN generator's 2x steps: 4x4 "
                   "stride-2 transposed convolutions, or resize-convolutions (nearest 2x + 3x3 conv, against "
                   "checkerboard artefacts; dcgan and fast models). [preset]")
+flags.DEFINE_integer("pack", 1, "PacGAN: D scores packs of this many images stacked along channels (1 = off). "
+                     "[preset]", lower_bound=1)
+flags.DEFINE_integer("minibatch_stddev", 0, "Group size of ProGAN's minibatch standard-deviation channel on D's last "
+                     "4x4 map (0 = off; dcgan and fast models). [preset]", lower_bound=0)
 flags.DEFINE_bool("z_predictor", False, "IllustrationGAN's auxiliary z-predictor (illustration model only). [preset]")
 # Training recipe
 flags.DEFINE_integer("batch_size", 64, "Global batch size, split across replicas. [preset]", lower_bound=1)
@@ -139,7 +143,8 @@ flags.register_multi_flags_validator(
 )
 
 CONFIG_FLAGS = (
-    "image_size z_dim g_width d_width fc_units minibatch_kernels minibatch_dims spectral_norm upsampling z_predictor batch_size loss "
+    "image_size z_dim g_width d_width fc_units minibatch_kernels minibatch_dims spectral_norm upsampling pack minibatch_stddev "
+    "z_predictor batch_size loss "
     "optimizer g_lr d_lr beta1 beta2 label_smoothing noisy_labels balance margin monitor_ratio n_critic d_batch "
     "clip_weights gp_weight r1_gamma mode_seeking feature_matching zpred_weight augment ada_augment ada_target ema_kimg lr_decay epochs seed strategy precision xla run_root "
     "max_minutes keep_checkpoints"

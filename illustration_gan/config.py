@@ -39,6 +39,8 @@ class ModelConfig:
     critic: bool = False  # linear critic output (WGAN) instead of a logit for BCE
     spectral_norm: bool = False  # spectrally normalised D weights, no D batch norm (SNGAN; dcgan only)
     upsampling: str = "transposed"  # dcgan G: "transposed" 4x4 stride-2 convs | "resize" (nearest 2x + 3x3 conv)
+    pack: int = 1  # PacGAN: D scores packs of this many images stacked along channels (1 = off)
+    minibatch_stddev: int = 0  # group size of ProGAN's minibatch-stddev feature map in D (0 = off; dcgan only)
 
     @property
     def levels(self) -> int:
@@ -204,8 +206,11 @@ def validate(config: Config) -> None:
         raise UserError(f"loss must be one of {LOSSES}, got {t.loss!r}")
     if t.d_batch not in D_BATCHES:
         raise UserError(f"d_batch must be one of {D_BATCHES}, got {t.d_batch!r}")
-    if t.d_batch == "joint" and m.minibatch_kernels > 0:
-        raise UserError("minibatch discrimination compares a batch of reals or of fakes; use --d_batch separate with it")
+    if t.d_batch == "joint" and (m.minibatch_kernels > 0 or m.minibatch_stddev > 0):
+        raise UserError(
+            "minibatch discrimination and the minibatch stddev compare a batch of reals or of fakes; "
+            "use --d_batch separate with them"
+        )
     if t.loss != "minimax" and t.balance != "none":
         raise UserError(f"--balance {t.balance} compares or swaps the minimax (BCE) losses; use --loss minimax with it")
     if t.loss != "minimax" and (t.label_smoothing or t.noisy_labels):
@@ -220,6 +225,19 @@ def validate(config: Config) -> None:
         raise UserError("--upsampling applies to the dcgan generator (--model dcgan or fast)")
     if m.spectral_norm and m.architecture != "dcgan":
         raise UserError("spectral normalisation is implemented for the dcgan discriminator (--model dcgan or fast)")
+    if m.pack < 1:
+        raise UserError(f"pack is the number of images D scores together, at least 1; got {m.pack}")
+    if m.pack > 1 and t.gp_weight > 0:
+        raise UserError("the WGAN-GP penalty interpolates single images; it is not defined for packed D inputs")
+    if m.minibatch_stddev < 0:
+        raise UserError(f"minibatch_stddev is a group size (0 = off); got {m.minibatch_stddev}")
+    if m.minibatch_stddev > 0 and m.architecture != "dcgan":
+        raise UserError("the minibatch-stddev feature is implemented for the dcgan discriminator (--model dcgan or fast)")
+    if t.batch_size % (m.pack * max(1, m.minibatch_stddev)):
+        raise UserError(
+            f"batch_size {t.batch_size} must split into packs of {m.pack} and stddev groups of "
+            f"{max(1, m.minibatch_stddev)} packs (a multiple of {m.pack * max(1, m.minibatch_stddev)})"
+        )
     fixed, adaptive = ({p.strip() for p in policy.split(",") if p.strip()} for policy in (t.augment, t.ada_augment))
     if fixed | adaptive:
         from illustration_gan.augment import POLICIES

@@ -169,6 +169,10 @@ class GANTrainer:
         def average(per_example):
             return tf.nn.compute_average_loss(tf.cast(per_example, tf.float32), global_batch_size=t.batch_size)
 
+        def average_scores(per_score):  # D gives one score per pack of config.model.pack images (PacGAN)
+            global_scores = t.batch_size // self.config.model.pack
+            return tf.nn.compute_average_loss(tf.cast(per_score, tf.float32), global_batch_size=global_scores)
+
         with tf.GradientTape(persistent=True) as tape:
             fake, features = self.generator(z, training=True, return_features=True)
             d_real_in, d_fake_in = real, fake
@@ -178,14 +182,14 @@ class GANTrainer:
                 d_fake_in = augment.diff_augment(fake, self.augment_policy, self._seed(6, replica), ada, p)
             real_scores, fake_scores, real_grads, hidden = self._discriminate(d_real_in, d_fake_in, t.r1_gamma > 0)
             if t.loss == "wasserstein":
-                d_loss = average(losses.wasserstein_discriminator_loss(real_scores, fake_scores))
-                g_loss = average(losses.wasserstein_generator_loss(fake_scores))
+                d_loss = average_scores(losses.wasserstein_discriminator_loss(real_scores, fake_scores))
+                g_loss = average_scores(losses.wasserstein_generator_loss(fake_scores))
             elif t.loss == "hinge":
-                d_loss = average(losses.hinge_discriminator_loss(real_scores, fake_scores))
-                g_loss = average(losses.hinge_generator_loss(fake_scores))
+                d_loss = average_scores(losses.hinge_discriminator_loss(real_scores, fake_scores))
+                g_loss = average_scores(losses.hinge_generator_loss(fake_scores))
             else:
-                d_loss = average(losses.minimax_discriminator_loss(real_scores, fake_scores, t.label_smoothing, swap))
-                g_loss = average(losses.non_saturating_generator_loss(fake_scores, t.label_smoothing))
+                d_loss = average_scores(losses.minimax_discriminator_loss(real_scores, fake_scores, t.label_smoothing, swap))
+                g_loss = average_scores(losses.non_saturating_generator_loss(fake_scores, t.label_smoothing))
             d_total, g_total = d_loss, g_loss
             metrics = {"d_loss": d_loss, "g_loss": g_loss}
             if t.gp_weight > 0:
@@ -222,10 +226,10 @@ class GANTrainer:
         g_grads = tape.gradient(g_scaled, self.generator_variables)
         del tape
         to_prob = tf.sigmoid if t.loss == "minimax" else (lambda s: s)  # D's probability, or its raw score
-        metrics["d_real"] = average(to_prob(real_scores))
-        metrics["d_fake"] = average(to_prob(fake_scores))
+        metrics["d_real"] = average_scores(to_prob(real_scores))
+        metrics["d_fake"] = average_scores(to_prob(fake_scores))
         if self.ada_policy:
-            metrics["real_sign"] = average(tf.sign(real_scores))  # ADA's r_t over the global batch
+            metrics["real_sign"] = average_scores(tf.sign(real_scores))  # ADA's r_t over the global batch
         return metrics, d_grads, g_grads
 
     def _discriminate(self, real, fake, with_real_gradients):
@@ -423,6 +427,12 @@ def train(
     steps_per_epoch = source.num_images // global_batch
     if steps_per_epoch == 0:
         raise UserError(f"{source.num_images} images are fewer than one batch of {global_batch}")
+    per_replica, m = global_batch // strategy.num_replicas_in_sync, config.model
+    if per_replica % (m.pack * max(1, m.minibatch_stddev)):
+        raise UserError(
+            f"each of the {strategy.num_replicas_in_sync} replicas gets {per_replica} images, which do not split "
+            f"into packs of {m.pack} and stddev groups of {max(1, m.minibatch_stddev)} packs"
+        )
 
     manager = tf.train.CheckpointManager(
         trainer.checkpoint, os.path.join(out_dir, "checkpoints"), max_to_keep=config.keep_checkpoints

@@ -70,7 +70,18 @@ class Generator(ConfiguredModel):
 
 
 class Discriminator(ConfiguredModel):
-    """Maps images to one float32 score per image (a logit, or a critic value)."""
+    """Maps images to one float32 score per image (a logit, or a critic value), or per pack
+    of `pack` consecutive images when packing is on."""
+
+    def _pack(self, images):
+        """PacGAN (Lin et al. 2018): consecutive groups of `pack` images become one input with
+        3 * pack channels, so D scores packs and can see that fakes in a pack look alike."""
+        pack = self.model_config.pack
+        if pack == 1:
+            return images
+        size = self.model_config.image_size  # static, even where augmentation left the shape unknown
+        packed = tf.reshape(images, (-1, pack, size, size, 3))
+        return tf.reshape(tf.transpose(packed, (0, 2, 3, 1, 4)), (-1, size, size, pack * 3))
 
     def _make_head(self):
         """Minibatch discrimination features (optional) and the final linear unit."""
