@@ -171,6 +171,16 @@ def test_feature_matching_variant_trains_and_records_its_loss(d_batch, faces_sou
     assert np.isfinite(record["g_loss"]) and record["feature_matching_loss"] > 0
 
 
+def test_packed_discriminator_with_minibatch_stddev_trains_with_losses_per_pack(faces_source, tmp_path):
+    config = config_lib.resolve("fast", {**TINY, "pack": 2, "minibatch_stddev": 4})
+    training_loop.train(config, faces_source, str(tmp_path / "run"), tf.distribute.get_strategy())
+    (record,) = run_folder.read_jsonl(str(tmp_path / "run" / "stats.jsonl"))
+    # 8 scores per batch of 16: averaged over 8, the first steps' D loss is near 2 log 2 = 1.39 (over 16, half that).
+    assert 1.0 < record["d_loss"] < 1.8
+    assert 0.25 < record["d_real"] < 0.75 and 0.25 < record["d_fake"] < 0.75
+    assert np.isfinite(record["g_loss"])
+
+
 @pytest.mark.parametrize("preset", sorted(config_lib.PRESETS))
 def test_each_discriminator_returns_the_hidden_features_it_scores(preset):
     networks = build_networks(config_lib.resolve(preset, {**TINY, "minibatch_kernels": 0}).model)

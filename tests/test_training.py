@@ -126,6 +126,9 @@ def test_flags_fail_with_one_clear_line(tmp_path):
     assert none.returncode != 0 and "no images" in none.stderr and "Traceback" not in none.stderr
     clocks = run_cli("--TYPE", "train", "--strategy", "multiworker", "--max_minutes", "5", "--run_dir", "x", check=False)
     assert clocks.returncode != 0 and "--max_minutes is per process" in clocks.stderr and "Traceback" not in clocks.stderr
+    packs = run_cli("--TYPE", "train", "--model", "fast", "--pack", "8", "--strategy", "mirrored", "--cpu_replicas", "2",
+                    "--run_root", str(tmp_path / "p"), check=False)
+    assert packs.returncode != 0 and "replicas gets 4 images" in packs.stderr and "Traceback" not in packs.stderr
     dry = run_cli("--TYPE", "train", "--model", "wgan", "--batch_size", "8", "--dry_run")
     config = json.loads(dry.stdout)
     assert config["training"]["batch_size"] == 8 and config["training"]["loss"] == "wasserstein"
