@@ -80,6 +80,8 @@ flags.DEFINE_float("mode_seeking", 0.0, "Weight of the mode-seeking term (MSGAN)
 flags.DEFINE_float("feature_matching", 0.0, "Weight of the feature-matching term (Salimans et al. 2016: the "
                    "batch means of D's last hidden features, real against fake) in G's loss; 0 = off. [preset]",
                    lower_bound=0)
+flags.DEFINE_bool("feature_matching_split", False, "Estimate the feature-matching term from two halves of the "
+                  "fake batch, which drops the fakes' own batch variance from it (unbiased). [preset]")
 flags.DEFINE_float("zpred_weight", 1.0, "Weight of the z-prediction loss. [preset]", lower_bound=0)
 flags.DEFINE_string("augment", "", "DiffAugment policy for D's inputs: comma list of color, translation, cutout "
                     "('' = off). [preset]")
@@ -146,7 +148,7 @@ CONFIG_FLAGS = (
     "image_size z_dim g_width d_width fc_units minibatch_kernels minibatch_dims spectral_norm upsampling pack minibatch_stddev "
     "z_predictor batch_size loss "
     "optimizer g_lr d_lr beta1 beta2 label_smoothing noisy_labels balance margin monitor_ratio n_critic d_batch "
-    "clip_weights gp_weight r1_gamma mode_seeking feature_matching zpred_weight augment ada_augment ada_target ema_kimg lr_decay epochs seed strategy precision xla run_root "
+    "clip_weights gp_weight r1_gamma mode_seeking feature_matching feature_matching_split zpred_weight augment ada_augment ada_target ema_kimg lr_decay epochs seed strategy precision xla run_root "
     "max_minutes keep_checkpoints"
 ).split()
 TOY_DEFAULTS = {"image_size": 32, "epochs": 10}  # the first-run default: minutes on a laptop CPU

@@ -71,6 +71,7 @@ class TrainingConfig:
     r1_gamma: float = 0.0  # R1 penalty on real images, gamma / 2 * ||grad D(x)||^2 (0 = off)
     mode_seeking: float = 0.0  # weight of MSGAN's mode-seeking term in G's loss (0 = off)
     feature_matching: float = 0.0  # weight of Salimans et al.'s feature-matching term in G's loss (0 = off)
+    feature_matching_split: bool = False  # estimate that term from two halves of the fake batch (unbiased)
     zpred_weight: float = 1.0
     augment: str = ""  # DiffAugment policy, e.g. "color,translation,cutout" ("" = off)
     ada_augment: str = ""  # DiffAugment transforms applied with ADA's adaptive probability ("" = off)
@@ -215,6 +216,8 @@ def validate(config: Config) -> None:
         raise UserError(f"--balance {t.balance} compares or swaps the minimax (BCE) losses; use --loss minimax with it")
     if t.loss != "minimax" and (t.label_smoothing or t.noisy_labels):
         raise UserError("label smoothing and noisy labels apply to the minimax loss only")
+    if t.feature_matching_split and (t.feature_matching <= 0 or t.batch_size % 2):
+        raise UserError("--feature_matching_split needs --feature_matching > 0 and an even batch_size to halve")
     if t.r1_gamma > 0 and t.loss == "wasserstein":
         raise UserError("the R1 penalty regularises the minimax discriminator; WGAN uses --gp_weight")
     if m.z_predictor and m.architecture != "illustration":

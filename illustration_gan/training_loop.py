@@ -211,7 +211,10 @@ class GANTrainer:
                 g_total += t.mode_seeking * pair_loss
                 metrics["mode_seeking_loss"] = pair_loss
             if t.feature_matching > 0:  # a batch statistic: each replica's share of the cross-replica sum
-                matching = losses.feature_matching_loss(*hidden) / tf.cast(
+                matching_loss = (
+                    losses.split_feature_matching_loss if t.feature_matching_split else losses.feature_matching_loss
+                )
+                matching = matching_loss(*hidden) / tf.cast(
                     tf.distribute.get_replica_context().num_replicas_in_sync, tf.float32
                 )
                 g_total += t.feature_matching * matching
@@ -428,10 +431,11 @@ def train(
     if steps_per_epoch == 0:
         raise UserError(f"{source.num_images} images are fewer than one batch of {global_batch}")
     per_replica, m = global_batch // strategy.num_replicas_in_sync, config.model
-    if per_replica % (m.pack * max(1, m.minibatch_stddev)):
+    if per_replica % (m.pack * max(1, m.minibatch_stddev)) or (t.feature_matching_split and per_replica % 2):
         raise UserError(
             f"each of the {strategy.num_replicas_in_sync} replicas gets {per_replica} images, which do not split "
-            f"into packs of {m.pack} and stddev groups of {max(1, m.minibatch_stddev)} packs"
+            f"into packs of {m.pack} and stddev groups of {max(1, m.minibatch_stddev)} packs (or halves, "
+            "with --feature_matching_split)"
         )
 
     manager = tf.train.CheckpointManager(

@@ -54,6 +54,8 @@ def test_presets_follow_their_sources():
         ("fast", {"loss": "hinge", "balance": "monitor"}, "minimax"),
         ("wgan", {"balance": "margin"}, "minimax"),
         ("illustration", {"d_batch": "joint", "minibatch_kernels": 8}, "minibatch discrimination"),
+        ("fast", {"feature_matching_split": True}, "feature_matching_split"),
+        ("fast", {"feature_matching": 0.1, "feature_matching_split": True, "batch_size": 7}, "even batch_size"),
         ("fast", {"pack": 0}, "pack"),
         ("fast", {"pack": 3}, "packs of 3"),
         ("wgan", {"pack": 2, "gp_weight": 10.0}, "WGAN-GP"),
