@@ -235,7 +235,7 @@ def validate(config: Config) -> None:
     if m.minibatch_stddev < 0:
         raise UserError(f"minibatch_stddev is a group size (0 = off); got {m.minibatch_stddev}")
     if m.minibatch_stddev > 0 and m.architecture != "dcgan":
-        raise UserError("the minibatch-stddev feature is implemented for the dcgan discriminator (--model dcgan or fast)")
+        raise UserError("the minibatch-stddev channel is implemented for the dcgan discriminator (--model dcgan, fast)")
     if t.batch_size % (m.pack * max(1, m.minibatch_stddev)):
         raise UserError(
             f"batch_size {t.batch_size} must split into packs of {m.pack} and stddev groups of "

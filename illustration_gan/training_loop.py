@@ -188,7 +188,8 @@ class GANTrainer:
                 d_loss = average_scores(losses.hinge_discriminator_loss(real_scores, fake_scores))
                 g_loss = average_scores(losses.hinge_generator_loss(fake_scores))
             else:
-                d_loss = average_scores(losses.minimax_discriminator_loss(real_scores, fake_scores, t.label_smoothing, swap))
+                d_per_score = losses.minimax_discriminator_loss(real_scores, fake_scores, t.label_smoothing, swap)
+                d_loss = average_scores(d_per_score)
                 g_loss = average_scores(losses.non_saturating_generator_loss(fake_scores, t.label_smoothing))
             d_total, g_total = d_loss, g_loss
             metrics = {"d_loss": d_loss, "g_loss": g_loss}
