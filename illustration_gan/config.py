@@ -43,6 +43,11 @@ class ModelConfig:
     minibatch_stddev: int = 0  # group size of ProGAN's minibatch-stddev feature map in D (0 = off; dcgan only)
 
     @property
+    def d_batch_multiple(self) -> int:
+        """D's batch must split into packs, and the packs into minibatch-stddev groups."""
+        return self.pack * max(1, self.minibatch_stddev)
+
+    @property
     def levels(self) -> int:
         """Number of 2x resolution steps from 4x4 to image_size."""
         return int(math.log2(self.image_size)) - 2
@@ -236,10 +241,10 @@ def validate(config: Config) -> None:
         raise UserError(f"minibatch_stddev is a group size (0 = off); got {m.minibatch_stddev}")
     if m.minibatch_stddev > 0 and m.architecture != "dcgan":
         raise UserError("the minibatch-stddev channel is implemented for the dcgan discriminator (--model dcgan, fast)")
-    if t.batch_size % (m.pack * max(1, m.minibatch_stddev)):
+    if t.batch_size % m.d_batch_multiple:
         raise UserError(
             f"batch_size {t.batch_size} must split into packs of {m.pack} and stddev groups of "
-            f"{max(1, m.minibatch_stddev)} packs (a multiple of {m.pack * max(1, m.minibatch_stddev)})"
+            f"{max(1, m.minibatch_stddev)} packs (a multiple of {m.d_batch_multiple})"
         )
     fixed, adaptive = ({p.strip() for p in policy.split(",") if p.strip()} for policy in (t.augment, t.ada_augment))
     if fixed | adaptive:

@@ -432,7 +432,7 @@ def train(
     if steps_per_epoch == 0:
         raise UserError(f"{source.num_images} images are fewer than one batch of {global_batch}")
     per_replica, m = global_batch // strategy.num_replicas_in_sync, config.model
-    if per_replica % (m.pack * max(1, m.minibatch_stddev)) or (t.feature_matching_split and per_replica % 2):
+    if per_replica % m.d_batch_multiple or (t.feature_matching_split and per_replica % 2):
         raise UserError(
             f"each of the {strategy.num_replicas_in_sync} replicas gets {per_replica} images, which do not split "
             f"into packs of {m.pack} and stddev groups of {max(1, m.minibatch_stddev)} packs (or halves, "
