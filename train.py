@@ -44,6 +44,9 @@ flags.DEFINE_integer("minibatch_kernels", 0, "Minibatch discrimination kernels B
 flags.DEFINE_integer("minibatch_dims", 5, "Minibatch discrimination kernel dimensions C. [preset]", lower_bound=1)
 flags.DEFINE_bool("spectral_norm", False, "Spectrally normalised discriminator without batch norm (SNGAN; "
                   "dcgan and fast models). [preset]")
+flags.DEFINE_enum("d_norm", "batch", list(config_lib.D_NORMS), "Normalisation of the discriminator's hidden "
+                  "layers: batch norm (DCGAN, IllustrationGAN) or none (biases instead; dcgan, fast and "
+                  "illustration models). [preset]")
 flags.DEFINE_enum("upsampling", "transposed", list(config_lib.UPSAMPLING), "DCGAN generator's 2x steps: 4x4 "
                   "stride-2 transposed convolutions, or resize-convolutions (nearest 2x + 3x3 conv, against "
                   "checkerboard artefacts; dcgan and fast models). [preset]")
@@ -145,7 +148,7 @@ flags.register_multi_flags_validator(
 )
 
 CONFIG_FLAGS = (
-    "image_size z_dim g_width d_width fc_units minibatch_kernels minibatch_dims spectral_norm upsampling pack minibatch_stddev "
+    "image_size z_dim g_width d_width fc_units minibatch_kernels minibatch_dims spectral_norm d_norm upsampling pack minibatch_stddev "
     "z_predictor batch_size loss "
     "optimizer g_lr d_lr beta1 beta2 label_smoothing noisy_labels balance margin monitor_ratio n_critic d_batch "
     "clip_weights gp_weight r1_gamma mode_seeking feature_matching feature_matching_split zpred_weight augment ada_augment ada_target ema_kimg lr_decay epochs seed strategy precision xla run_root "

@@ -20,6 +20,7 @@ BALANCE_RULES = ("none", "margin", "monitor", "boost")
 UPSAMPLING = ("transposed", "resize")
 LOSSES = ("minimax", "hinge", "wasserstein")
 D_BATCHES = ("separate", "joint")
+D_NORMS = ("batch", "none")
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class ModelConfig:
     z_predictor: bool = False  # IllustrationGAN's auxiliary network predicting z
     critic: bool = False  # linear critic output (WGAN) instead of a logit for BCE
     spectral_norm: bool = False  # spectrally normalised D weights, no D batch norm (SNGAN; dcgan only)
+    d_norm: str = "batch"  # D's hidden layers: "batch" norm (DCGAN) | "none" (conv + bias; dcgan, illustration)
     upsampling: str = "transposed"  # dcgan G: "transposed" 4x4 stride-2 convs | "resize" (nearest 2x + 3x3 conv)
     pack: int = 1  # PacGAN: D scores packs of this many images stacked along channels (1 = off)
     minibatch_stddev: int = 0  # group size of ProGAN's minibatch-stddev feature map in D (0 = off; dcgan only)
@@ -233,6 +235,10 @@ def validate(config: Config) -> None:
         raise UserError("--upsampling applies to the dcgan generator (--model dcgan or fast)")
     if m.spectral_norm and m.architecture != "dcgan":
         raise UserError("spectral normalisation is implemented for the dcgan discriminator (--model dcgan or fast)")
+    if m.d_norm not in D_NORMS:
+        raise UserError(f"d_norm must be one of {D_NORMS}, got {m.d_norm!r}")
+    if m.d_norm != "batch" and m.architecture == "dense":
+        raise UserError("the dense discriminator has no batch norm to remove; --d_norm applies to dcgan, fast, illustration")
     if m.pack < 1:
         raise UserError(f"pack is the number of images D scores together, at least 1; got {m.pack}")
     if m.pack > 1 and t.gp_weight > 0:

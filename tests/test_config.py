@@ -56,6 +56,8 @@ def test_presets_follow_their_sources():
         ("illustration", {"d_batch": "joint", "minibatch_kernels": 8}, "minibatch discrimination"),
         ("fast", {"feature_matching_split": True}, "feature_matching_split"),
         ("fast", {"feature_matching": 0.1, "feature_matching_split": True, "batch_size": 7}, "even batch_size"),
+        ("fast", {"d_norm": "layer"}, "d_norm must be one of"),
+        ("dense", {"d_norm": "none"}, "dense discriminator"),
         ("fast", {"pack": 0}, "pack"),
         ("fast", {"pack": 3}, "packs of 3"),
         ("wgan", {"pack": 2, "gp_weight": 10.0}, "WGAN-GP"),

@@ -112,8 +112,9 @@ def test_hinge_loss_with_resize_convolutions_trains(faces_source, tmp_path):
     assert np.isfinite(record["g_loss"])
 
 
-def test_spectral_norm_variant_trains(faces_source, tmp_path):
-    config = config_lib.resolve("fast", {**TINY, "spectral_norm": True})
+@pytest.mark.parametrize("variant", [{"spectral_norm": True}, {"d_norm": "none"}], ids=["spectral_norm", "d_norm_none"])
+def test_discriminators_without_batch_norm_train(variant, faces_source, tmp_path):
+    config = config_lib.resolve("fast", {**TINY, **variant})
     training_loop.train(config, faces_source, str(tmp_path / "run"), tf.distribute.get_strategy())
     (record,) = run_folder.read_jsonl(str(tmp_path / "run" / "stats.jsonl"))
     assert np.isfinite(record["d_loss"]) and np.isfinite(record["g_loss"])

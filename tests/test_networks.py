@@ -191,6 +191,41 @@ def test_spectral_norm_discriminator_has_no_batch_norm_and_reloads(tmp_path):
     np.testing.assert_allclose(reloaded(images).numpy(), discriminator(images).numpy(), atol=1e-5)
 
 
+def test_batch_norm_hides_a_contrast_change_of_the_whole_batch_and_d_norm_none_does_not():
+    # In training mode D normalises a batch of only fakes by that batch's own statistics. The dcgan
+    # D's first layer is linear and LeakyReLU is positively homogeneous, so its scores are blind to
+    # every image of the batch losing contrast (x -> 0.7 x); without batch norm D sees it.
+    images = tf.random.stateless_uniform((6, 32, 32, 3), [5, 6], -1, 1)
+    changes = {}
+    for d_norm in ("batch", "none"):
+        config = ModelConfig(architecture="dcgan", image_size=32, d_width=8, d_norm=d_norm)
+        discriminator = build_networks(config).discriminator
+        for conv in discriminator.body.layers:  # at N(0, 0.02) the variances are near batch norm's epsilon
+            if isinstance(conv, keras.layers.Conv2D):
+                conv.kernel.assign(conv.kernel * 10.0)
+        scores = discriminator(images, training=True)
+        changes[d_norm] = float(tf.reduce_max(tf.abs(discriminator(0.7 * images, training=True) - scores)))
+    assert changes["batch"] < 1e-5 < 1e-2 < changes["none"]
+
+
+@pytest.mark.parametrize("architecture", ["dcgan", "illustration"])
+def test_d_norm_none_has_biases_and_no_batch_norm_and_reloads(architecture, tmp_path):
+    images = tf.random.stateless_uniform((3, 32, 32, 3), [7, 8], -1, 1)
+    for d_norm in ("batch", "none"):
+        config = ModelConfig(architecture=architecture, image_size=32, d_width=8, fc_units=16, d_norm=d_norm)
+        discriminator = build_networks(config).discriminator
+        discriminator(images)
+        names = [type(layer).__name__ for layer in discriminator.body.layers]
+        assert ("BatchNormalization" in names) == (d_norm == "batch")
+    convolutions = [layer for layer in discriminator.body.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert len(convolutions) == config.levels and all(conv.use_bias for conv in convolutions)
+    path = tmp_path / "d.keras"
+    discriminator.save(path)
+    reloaded = keras.saving.load_model(path, compile=False)
+    assert reloaded.model_config.d_norm == "none"
+    np.testing.assert_allclose(reloaded(images).numpy(), discriminator(images).numpy(), atol=1e-5)
+
+
 def test_resize_convolution_generator_has_no_transposed_convolutions_and_reloads(tmp_path):
     config = ModelConfig(architecture="dcgan", image_size=32, g_width=8, d_width=8, upsampling="resize")
     generator = build_networks(config).generator

@@ -9,7 +9,10 @@ D has no batch norm, as SNGAN's "standard CNN" (Miyato et al. 2018). With
 `upsampling="resize"`, each transposed convolution of G becomes a nearest-neighbour
 2x resize and a 3x3 convolution, the fix for checkerboard artefacts of Odena et al.
 2016 ("Deconvolution and Checkerboard Artifacts", Distill). With `minibatch_stddev`,
-D's last 4x4 map gets ProGAN's minibatch standard-deviation channel.
+D's last 4x4 map gets ProGAN's minibatch standard-deviation channel. With
+`d_norm="none"`, D's convolutions have biases and no batch norm: batch norm over a
+batch of only reals or only fakes removes any shift or scale that the whole batch
+shares (e.g. every sample a little less contrasted), so D cannot see it.
 """
 
 from __future__ import annotations
@@ -70,10 +73,11 @@ class DCGANDiscriminator(Discriminator):
         super().__init__(config, **kwargs)
         c = self.model_config
         conv = SpectralNormConv2D if c.spectral_norm else keras.layers.Conv2D
+        unnormalised = c.d_norm == "none"  # spectral_norm has no batch norm either, but keeps the tutorial's bias-free convs
         layers = []
         for i, width in enumerate(level_widths(c.d_width, c.levels, coarse_first=False)):
-            layers.append(conv(width, 4, 2, "same", use_bias=False, kernel_initializer=weight_init()))
-            if i > 0 and not c.spectral_norm:
+            layers.append(conv(width, 4, 2, "same", use_bias=unnormalised, kernel_initializer=weight_init()))
+            if i > 0 and not (c.spectral_norm or unnormalised):
                 layers.append(batch_norm())
             layers.append(keras.layers.LeakyReLU(0.2))
         if c.minibatch_stddev > 0:  # on the last 4x4 map, as ProGAN

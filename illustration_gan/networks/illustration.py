@@ -74,8 +74,9 @@ class IllustrationDiscriminator(Discriminator):
         for i, width in enumerate(level_widths(c.d_width, c.levels, coarse_first=False)):
             if i > 0:
                 layers.append(keras.layers.Dropout(0.5))
-            layers.append(keras.layers.Conv2D(width, 5, 1, "same", use_bias=i == 0, kernel_initializer=weight_init()))
-            if i > 0:
+            normalised = i > 0 and c.d_norm == "batch"
+            layers.append(keras.layers.Conv2D(width, 5, 1, "same", use_bias=not normalised, kernel_initializer=weight_init()))
+            if normalised:
                 layers.append(batch_norm())
             layers.append(keras.layers.LeakyReLU(0.1))
             layers.append(keras.layers.MaxPooling2D(2))
