@@ -155,10 +155,13 @@ PRESETS: dict[str, tuple[ModelConfig, TrainingConfig]] = {
     ),
     # Not from a source: what measured best at 20 minutes of a 2-core CPU (README, "Quality at a
     # CPU budget"): the DCGAN at half width (a quarter of the FLOPs, ~4x the images per minute)
-    # with resize-convolutions in G, batch 8 (in 20 minutes the number of updates, not images,
-    # limits a GAN), DiffAugment translation on D's inputs, and an EMA generator for samples.
+    # with resize-convolutions in G, no batch norm in D, batch 8 (in 20 minutes the number of
+    # updates, not images, limits a GAN), DiffAugment translation on D's inputs, and an EMA
+    # generator for samples.
     "fast": (
-        ModelConfig(architecture="dcgan", z_distribution="normal", g_width=32, d_width=32, upsampling="resize"),
+        ModelConfig(
+            architecture="dcgan", z_distribution="normal", g_width=32, d_width=32, upsampling="resize", d_norm="none"
+        ),
         TrainingConfig(batch_size=8, augment="translation", ema_kimg=5.0),
     ),
     # Fully connected G and D, as in the cartoon faces project.

@@ -14,12 +14,13 @@ def test_presets_resolve_and_roundtrip_through_json():
         assert again.preset == name
 
 
-def test_a_fast_run_recorded_before_resize_convolutions_rebuilds_with_transposed_ones():
+@pytest.mark.parametrize("field, then, now", [("upsampling", "transposed", "resize"), ("d_norm", "batch", "none")])
+def test_a_fast_run_recorded_before_a_preset_change_rebuilds_as_it_trained(field, then, now):
     recorded = json.loads(config_lib.dumps(config_lib.resolve("fast", {})))
-    del recorded["model"]["upsampling"]  # training_options.json of a run from before the field existed
+    del recorded["model"][field]  # training_options.json of a run from before the field existed
     config = config_lib.Config.from_json(recorded)
-    assert config.model.upsampling == "transposed"
-    assert config_lib.resolve("fast", {}).model.upsampling == "resize"
+    assert getattr(config.model, field) == then
+    assert getattr(config_lib.resolve("fast", {}).model, field) == now
 
 
 def test_overrides_reach_the_right_group():

@@ -127,7 +127,7 @@ def test_spectral_norm_is_refused_where_it_is_not_implemented():
 
 def _discriminate(d_batch, real, fake, r1=False):
     keras.utils.set_random_seed(0)
-    config = config_lib.resolve("fast", {**TINY, "d_batch": d_batch})
+    config = config_lib.resolve("fast", {**TINY, "d_batch": d_batch, "d_norm": "batch"})
     trainer = training_loop.GANTrainer(config, tf.distribute.get_strategy())
     return trainer, trainer._discriminate(real, fake, r1)[:3]
 

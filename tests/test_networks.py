@@ -177,13 +177,14 @@ def test_spectral_norm_gradient_flows_through_sigma():
 
 
 def test_spectral_norm_discriminator_has_no_batch_norm_and_reloads(tmp_path):
-    config = ModelConfig(architecture="dcgan", image_size=32, g_width=8, d_width=8, spectral_norm=True)
-    discriminator = build_networks(config).discriminator
+    config = ModelConfig(architecture="dcgan", image_size=32, g_width=8, d_width=8, spectral_norm=True, d_norm="none")
+    discriminator = build_networks(config).discriminator  # d_norm="none", as in `fast`, leaves the SN convolutions bias-free
     images = tf.random.stateless_uniform((3, 32, 32, 3), [7, 8], -1, 1)
     discriminator(images, training=True)
     names = [type(layer).__name__ for layer in discriminator.body.layers]
     assert "BatchNormalization" not in names
     assert names.count("SpectralNormConv2D") == config.levels
+    assert not any(layer.use_bias for layer in discriminator.body.layers if isinstance(layer, keras.layers.Conv2D))
     assert type(discriminator.score).__name__ == "SpectralNormDense"
     path = tmp_path / "d.keras"
     discriminator.save(path)

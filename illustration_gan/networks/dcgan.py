@@ -73,10 +73,12 @@ class DCGANDiscriminator(Discriminator):
         super().__init__(config, **kwargs)
         c = self.model_config
         conv = SpectralNormConv2D if c.spectral_norm else keras.layers.Conv2D
-        unnormalised = c.d_norm == "none"  # spectral_norm has no batch norm either, but keeps the tutorial's bias-free convs
+        unnormalised = c.d_norm == "none"
         layers = []
         for i, width in enumerate(level_widths(c.d_width, c.levels, coarse_first=False)):
-            layers.append(conv(width, 4, 2, "same", use_bias=unnormalised, kernel_initializer=weight_init()))
+            # Spectral norm drops batch norm too, but keeps the tutorial's bias-free convolutions.
+            use_bias = unnormalised and not c.spectral_norm
+            layers.append(conv(width, 4, 2, "same", use_bias=use_bias, kernel_initializer=weight_init()))
             if i > 0 and not (c.spectral_norm or unnormalised):
                 layers.append(batch_norm())
             layers.append(keras.layers.LeakyReLU(0.2))
