@@ -72,7 +72,7 @@ flags.DEFINE_float("margin", 1.0, "--balance margin: largest allowed |G loss - D
 flags.DEFINE_float("monitor_ratio", 0.8, "--balance monitor: D updates only when D loss > ratio * G loss. [preset]", lower_bound=0)
 flags.DEFINE_enum("d_batch", "separate", list(config_lib.D_BATCHES), "How D sees a step's reals and fakes: "
                   "in separate batches (the tutorial) or in one joint batch, so D's batch norm cannot normalise "
-                  "away a shift shared by all fakes. [preset]")
+                  "away a shift shared by all fakes (it matters with --d_norm batch only). [preset]")
 flags.DEFINE_integer("n_critic", 1, "Discriminator steps per generator step. [preset]", lower_bound=1)
 flags.DEFINE_float("clip_weights", 0.0, "Clip critic weights to +-value after each step (WGAN); 0 = off. [preset]", lower_bound=0)
 flags.DEFINE_float("gp_weight", 0.0, "Gradient penalty weight (WGAN-GP); 0 = off. [preset]", lower_bound=0)

@@ -73,13 +73,13 @@ class DCGANDiscriminator(Discriminator):
         super().__init__(config, **kwargs)
         c = self.model_config
         conv = SpectralNormConv2D if c.spectral_norm else keras.layers.Conv2D
-        unnormalised = c.d_norm == "none"
+        batch_normalised = c.d_norm == "batch" and not c.spectral_norm
+        # Without batch norm the convolutions get biases; spectral norm keeps the tutorial's bias-free ones.
+        use_bias = c.d_norm == "none" and not c.spectral_norm
         layers = []
         for i, width in enumerate(level_widths(c.d_width, c.levels, coarse_first=False)):
-            # Spectral norm drops batch norm too, but keeps the tutorial's bias-free convolutions.
-            use_bias = unnormalised and not c.spectral_norm
             layers.append(conv(width, 4, 2, "same", use_bias=use_bias, kernel_initializer=weight_init()))
-            if i > 0 and not (c.spectral_norm or unnormalised):
+            if i > 0 and batch_normalised:
                 layers.append(batch_norm())
             layers.append(keras.layers.LeakyReLU(0.2))
         if c.minibatch_stddev > 0:  # on the last 4x4 map, as ProGAN
