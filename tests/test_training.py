@@ -89,6 +89,24 @@ def test_resume_continues_counters_and_appends_stats(trained_run):
     assert (run_dir / "fakes_000002.png").is_file()
 
 
+def test_training_minutes_count_writing_time_but_not_the_pause_before_a_resume():
+    records = [
+        {"epoch_seconds": 50.0, "wall_time": 1000.0},
+        {"epoch_seconds": 50.0, "wall_time": 1060.0},  # 10 s of grid and checkpoint writing counted
+        {"epoch_seconds": 50.0, "wall_time": 9000.0},  # resumed hours later: only the epoch counts
+        {"epoch_seconds": 50.0, "wall_time": 9055.0},
+    ]
+    assert run_folder.training_minutes(records) == pytest.approx([50 / 60, 110 / 60, 160 / 60, 215 / 60])
+
+
+def test_grid_tiles_recovers_the_images_of_a_grid():
+    images = np.random.default_rng(0).integers(0, 256, size=(7, 5, 5, 3), dtype=np.uint8)
+    tiles = run_folder.grid_tiles(run_folder.image_grid(images), 5)
+    assert tiles.shape == (9, 5, 5, 3)
+    np.testing.assert_array_equal(tiles[:7], images)
+    assert (tiles[7:] == 255).all()  # the blank cells of a 3x3 grid
+
+
 def test_generate_writes_exactly_n_images_reproducibly_and_never_overwrites(trained_run, tmp_path):
     run_dir, _, _ = trained_run
     out = tmp_path / "gen"
