@@ -49,6 +49,10 @@ def real_batch_means(faces: str, image_size: int, batch: int, draws: int = 200, 
     return np.stack([images[rng.choice(len(images), batch, replace=False)].mean(axis=(0, 1, 2)) for _ in range(draws)])
 
 
+def _rgb(values: np.ndarray) -> str:
+    return " / ".join(f"{v:.1f}" for v in values)
+
+
 def plot(means: dict[int, np.ndarray], real_mean: np.ndarray, path: str) -> None:
     import matplotlib
 
@@ -87,16 +91,14 @@ def main() -> None:
         thirds = np.array_split(np.array(epochs), 3)
         windows = [(int(t[0]), int(t[-1])) for t in thirds if len(t)]
     real = real_batch_means(args.faces, config.model.image_size, tiles)
-    sampling_sd = real.std(axis=0)
     print(f"{Path(args.run_dir).name}: {len(epochs)} grids of {tiles} tiles; mean RGB of a random batch of {tiles} "
-          f"real faces varies by sd {' / '.join(f'{v:.1f}' for v in sampling_sd)}")
+          f"real faces varies by sd {_rgb(real.std(axis=0))}")
     print("| epochs | mean RGB | sd across epochs | mean abs. change, epoch to epoch |")
     print("| --- | --- | --- | --- |")
     for first, last in windows:
         window = np.stack([m for e, m in means.items() if first <= e <= last])
         change = np.abs(np.diff(window, axis=0)).mean(axis=0) if len(window) > 1 else np.full(3, np.nan)
-        print(f"| {first}-{last} | {' / '.join(f'{v:.1f}' for v in window.mean(axis=0))} | "
-              f"{' / '.join(f'{v:.1f}' for v in window.std(axis=0))} | {' / '.join(f'{v:.1f}' for v in change)} |")
+        print(f"| {first}-{last} | {_rgb(window.mean(axis=0))} | {_rgb(window.std(axis=0))} | {_rgb(change)} |")
     out = os.path.join(args.run_dir, "colour_drift.png")
     plot(means, real.mean(axis=0), out)
     print(f"plot: {out}")
