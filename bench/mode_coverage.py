@@ -9,7 +9,7 @@ faces (32x32, 48 attribute combinations in equal shares) in two configurations,
 
 each for --minutes of wall-clock time (or for a fixed --epochs, the same images for
 both), then classifies --num_samples faces of each run's generator.keras with the
-toy-face attribute classifier (`illustration_gan.coverage`) and prints a markdown
+toy-face attribute classifier (`illustration_gan.metrics.coverage`) and prints a markdown
 table: modes covered of 48, coverage, modes with >= 10% of their expected share, and
 KL(generated || uniform) in nats (stacked-MNIST protocol; 0 is perfect, log 48 = 3.87
 is one face). A row for the toy faces themselves shows the metric's floor.
@@ -108,7 +108,8 @@ def main() -> None:
     parser.add_argument("--cache_dir", default=None, help="classifier cache (default ~/.cache/illustration_gan)")
     args = parser.parse_args()
 
-    from illustration_gan import coverage, run_folder
+    from illustration_gan import run_folder
+    from illustration_gan.metrics import coverage
 
     rows = []  # (label, seed, run_dir or None)
     if args.run_dirs:

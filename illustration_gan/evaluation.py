@@ -62,7 +62,7 @@ def evaluate_run(
     scores = evaluate_sampler(sampler, path, num_samples, num_real, extractor, cache_dir, seed)
     options = run_folder.read_json(os.path.join(run_dir, run_folder.OPTIONS_FILE))
     if options.get("dataset", {}).get("builtin_toy_faces"):  # known attributes: measure mode coverage too
-        from illustration_gan import coverage
+        from illustration_gan.metrics import coverage
 
         toy = coverage.evaluate_coverage(sampler, num_samples=min(num_samples, 4800), seed=seed)
         scores.update({f"toy_{k}": toy[k] for k in ("modes_covered", "coverage", "kl_to_uniform")})

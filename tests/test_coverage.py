@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from illustration_gan import coverage, toy_faces
+from illustration_gan import toy_faces
+from illustration_gan.metrics import coverage
 
 SIZE = 32
 

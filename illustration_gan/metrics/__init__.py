@@ -4,6 +4,8 @@ Modules, top to bottom:
 inception (the FID Inception network and its weights) -> features (batched extraction,
 cached real-set features) -> scores (FID, Heusel et al. 2017; KID, Binkowski et al. 2018;
 improved precision/recall, Kynkäänniemi et al. 2019) -> nearest (memorisation check).
+Beside them, coverage (imported on its own: ``from illustration_gan.metrics import
+coverage``): mode coverage on the built-in toy faces with an attribute classifier.
 
 Typical use::
 
