@@ -153,7 +153,7 @@ def main():
     parser.add_argument("--steps", type=int, default=10, help="timed steps per model")
     parser.add_argument("--models", default="dcgan,illustration,wgan,dense,fast")
     parser.add_argument("--variants",
-                        default="dcgan:precision=mixed_bfloat16,dcgan:xla=True,fast:batch_size=16,fast:batch_size=8",
+                        default="dcgan:precision=mixed_bfloat16,fast:batch_size=16,fast:batch_size=8",
                         help="extra rows: preset:field=value[;field=value], comma separated")
     parser.add_argument("--memory_seconds", type=float, default=90)
     parser.add_argument("--write", action="store_true", help="write BENCHMARKS.md")

@@ -147,24 +147,6 @@ def truncate_stats(path: str, last_epoch: int) -> None:
             f.write(json.dumps(record, sort_keys=True) + "\n")
 
 
-def training_minutes(records: list[dict]) -> list[float]:
-    """Wall-clock minutes of training at the end of each stats.jsonl record, as --max_minutes counts them.
-
-    A record's share is the wall time since the record before it, which includes the grid
-    and checkpoint writing that epoch_seconds leaves out; after a resume (a gap longer than
-    twice the epoch) or for the first record it is the epoch's own seconds.
-    """
-    minutes, elapsed, previous = [], 0.0, None
-    for record in records:
-        step = record["epoch_seconds"]
-        if previous is not None and 0 < record["wall_time"] - previous <= 2 * step:
-            step = record["wall_time"] - previous
-        elapsed += step
-        previous = record["wall_time"]
-        minutes.append(elapsed / 60)
-    return minutes
-
-
 def image_grid(images: np.ndarray, columns: int | None = None, padding: int = 2) -> np.ndarray:
     """uint8 images (N, H, W, 3) -> one uint8 grid image, white padding between tiles."""
     n, h, w, c = images.shape
@@ -176,14 +158,6 @@ def image_grid(images: np.ndarray, columns: int | None = None, padding: int = 2)
         y, x = padding + r * (h + padding), padding + col * (w + padding)
         grid[y : y + h, x : x + w] = image
     return grid
-
-
-def grid_tiles(grid: np.ndarray, tile_size: int, padding: int = 2) -> np.ndarray:
-    """The inverse of image_grid: a saved grid -> its tiles (N, size, size, 3), blank cells included."""
-    step = tile_size + padding
-    rows, columns = (grid.shape[0] - padding) // step, (grid.shape[1] - padding) // step
-    return np.stack([grid[padding + r * step : padding + r * step + tile_size, padding + c * step : padding + c * step + tile_size]
-                     for r in range(rows) for c in range(columns)])
 
 
 def save_png(path: str, image: np.ndarray) -> None:

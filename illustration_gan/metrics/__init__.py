@@ -37,8 +37,6 @@ from illustration_gan.metrics.scores import (
     fid_from_features,
     frechet_distance,
     kernel_inception_distance,
-    manifold_distances,
-    moment_matched_recall,
     precision_recall,
 )
 
@@ -57,8 +55,6 @@ __all__ = [
     "frechet_distance",
     "generated_features",
     "kernel_inception_distance",
-    "manifold_distances",
-    "moment_matched_recall",
     "nearest_neighbour_grid",
     "nearest_neighbours",
     "precision_recall",

@@ -148,46 +148,6 @@ def precision_recall(real_f: np.ndarray, fake_f: np.ndarray, k: int = 3) -> tupl
     return precision, recall
 
 
-def manifold_distances(real_f: np.ndarray, fake_f: np.ndarray, k: int = 3) -> dict[str, float]:
-    """Medians that explain a low recall: is the generated set bunched, or beside the real one?
-
-    real_radius / fake_radius: each set's k-NN radius (the balls of precision and
-    recall); real_to_fake: distance of a real sample to its nearest generated one;
-    real_to_real: to its nearest other real one. Bunched samples (mode collapse) show
-    as fake_radius well below real_radius; samples as spread as the data but off it
-    show as real_to_fake above fake_radius with similar radii.
-    """
-    real_f, fake_f = np.asarray(real_f, np.float64), np.asarray(fake_f, np.float64)
-    nearest_fake = np.concatenate(
-        [_squared_distances(real_f[i : i + 1000], fake_f).min(axis=1) for i in range(0, len(real_f), 1000)]
-    )
-    return {
-        "real_radius": float(np.median(np.sqrt(_kth_neighbour_radii(real_f, k)))),
-        "fake_radius": float(np.median(np.sqrt(_kth_neighbour_radii(fake_f, k)))),
-        "real_to_fake": float(np.median(np.sqrt(nearest_fake))),
-        "real_to_real": float(np.median(np.sqrt(_kth_neighbour_radii(real_f, 1)))),
-    }
-
-
-def moment_matched_recall(real_f: np.ndarray, fake_f: np.ndarray, k: int = 3) -> dict[str, float]:
-    """Recall after moving the generated features onto the real ones' mean, then also their spread.
-
-    An offset shared by every sample (FID's mean term, `mean_term`) or a per-feature
-    scale mismatch can hold recall near zero on its own. If matching the mean, then the
-    per-feature standard deviation, raises recall far, the generated set's shared
-    statistics are off rather than its variety.
-    """
-    real_f, fake_f = np.asarray(real_f, np.float64), np.asarray(fake_f, np.float64)
-    mu_real, mu_fake = real_f.mean(axis=0), fake_f.mean(axis=0)
-    centred = fake_f - mu_fake
-    scaled = centred / np.maximum(fake_f.std(axis=0), 1e-12) * real_f.std(axis=0)
-    return {
-        "mean_term": float(np.sum((mu_real - mu_fake) ** 2)),
-        "recall_mean_matched": precision_recall(real_f, centred + mu_real, k)[1],
-        "recall_moments_matched": precision_recall(real_f, scaled + mu_real, k)[1],
-    }
-
-
 def count_label(n: int) -> str:
     """Sample count as used in metric names: 500 -> '500', 1000 -> '1k', 2500 -> '2.5k', 50000 -> '50k'."""
     if n < 1000:

@@ -8,7 +8,7 @@ absolute change from one epoch to the next, beside the standard deviation of the
 of random batches of as many real faces (what sampling alone moves a batch mean by), and
 plots the three channels per epoch as colour_drift.png in the run folder:
 
-    python bench/colour_drift.py RUN_DIR [--windows 1-31,32-62] [--faces DIR]
+    python -m experiments.colour_drift RUN_DIR [--windows 1-31,32-62] [--faces DIR]
 """
 
 from __future__ import annotations
@@ -23,12 +23,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from illustration_gan import UserError, data, run_folder  # noqa: E402
-
-SHARED = ROOT.parent / "shared" / "data"
+from experiments.common import FACES, grid_tiles
+from illustration_gan import UserError, data, run_folder
 
 
 def grid_means(run_dir: str, tile_size: int, count: int) -> dict[int, np.ndarray]:
@@ -36,7 +32,7 @@ def grid_means(run_dir: str, tile_size: int, count: int) -> dict[int, np.ndarray
     means = {}
     for path in glob.glob(os.path.join(run_dir, "fakes_*.png")):
         grid = cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)
-        means[int(re.search(r"fakes_(\d+)", path).group(1))] = run_folder.grid_tiles(grid, tile_size)[:count].mean(axis=(0, 1, 2))
+        means[int(re.search(r"fakes_(\d+)", path).group(1))] = grid_tiles(grid, tile_size)[:count].mean(axis=(0, 1, 2))
     if not means:
         raise UserError(f"{run_dir} has no per-epoch grids (fakes_*.png)")
     return dict(sorted(means.items()))
@@ -78,7 +74,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir")
     parser.add_argument("--windows", default="", help="epoch ranges such as 1-31,32-62 (default: thirds of the run)")
-    parser.add_argument("--faces", default=str(SHARED / "anime_faces"))
+    parser.add_argument("--faces", default=str(FACES))
     args = parser.parse_args()
 
     config = run_folder.read_config(args.run_dir)

@@ -7,7 +7,7 @@ trajectory, so the comparison is paired: it does not suffer the run-to-run noise
 retraining. Each row is scored on the same z; batch-norm statistics are copied from the
 live generator of the last checkpoint, as the EMA generator's are.
 
-    python bench/weight_averaging.py RUN_DIR [--num_samples 2000] [--windows 1,3,6,12] [--epochs_back 6,12]
+    python -m experiments.weight_averaging RUN_DIR [--num_samples 2000] [--windows 1,3,6,12] [--epochs_back 6,12]
 
 With --minutes_at 10,20,40 it also scores the EMA generator of the snapshot nearest each
 of those minutes of training: how quality grows with compute along one run.
@@ -17,18 +17,13 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from illustration_gan import metrics, run_folder  # noqa: E402
-from illustration_gan.networks import build_networks  # noqa: E402
-from sampling_modes import run_arguments, sampler, score_and_tabulate  # noqa: E402
+from experiments.common import run_arguments, sampler, score_and_tabulate, training_minutes
+from illustration_gan import metrics, run_folder
+from illustration_gan.networks import build_networks
 
 
 def averaged_generator(model_config, prefixes: list[str], part: str, statistics_from: str):
@@ -72,7 +67,7 @@ def main() -> None:
         variants.append((f"EMA generator {back} snapshots earlier ({os.path.basename(at)})", [at], "ema_generator", at))
     if args.minutes_at:
         records = run_folder.read_jsonl(os.path.join(args.run_dir, "stats.jsonl"))
-        minutes = run_folder.training_minutes(records)
+        minutes = training_minutes(records)
         kept = {os.path.basename(p): p for p in prefixes}
         for wanted in (float(m) for m in args.minutes_at.split(",") if m):
             i = min((i for i in range(len(records)) if records[i].get("checkpoint") in kept), key=lambda i: abs(minutes[i] - wanted))
@@ -83,7 +78,7 @@ def main() -> None:
         (name, lambda chosen=chosen, part=part, at=at: sampler(averaged_generator(config.model, chosen, part, at), False))
         for name, chosen, part, at in variants
     ]
-    command = (f"python bench/weight_averaging.py {args.run_dir} --num_samples {args.num_samples} "
+    command = (f"python -m experiments.weight_averaging {args.run_dir} --num_samples {args.num_samples} "
                f"--windows {args.windows} --epochs_back {args.epochs_back} --minutes_at {args.minutes_at}")
     score_and_tabulate("generator", makers, real, extractor, args.num_samples, command)
 

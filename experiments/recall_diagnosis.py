@@ -1,26 +1,22 @@
 """Why is a run's recall low? Bunched samples (collapse) or samples beside the data (fidelity).
 
 Generates --num_samples images with the run's generator.keras and compares their
-Inception features with as many of the real faces (metrics.manifold_distances), then
+Inception features with as many of the real faces (common.manifold_distances), then
 asks whether the samples are beside the data by an offset or scale they all share
-(metrics.moment_matched_recall), and how the samples' pixels differ from the faces'
+(common.moment_matched_recall), and how the samples' pixels differ from the faces'
 (contrast, saturation, sharpness of 1,000 of each):
 
-    python bench/recall_diagnosis.py RUN_DIR [--num_samples 2000] [--faces DIR] [--weights FILE]
+    python -m experiments.recall_diagnosis RUN_DIR [--num_samples 2000] [--faces DIR] [--weights FILE]
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from illustration_gan import data, generate, metrics  # noqa: E402
-from sampling_modes import run_arguments  # noqa: E402  (bench/ is on sys.path when run as a script)
+from experiments.common import manifold_distances, moment_matched_recall, run_arguments
+from illustration_gan import data, generate, metrics
 
 
 def main() -> None:
@@ -31,7 +27,7 @@ def main() -> None:
     real = metrics.real_features(args.faces, sampler.image_size, 5000, extractor, None)[: args.num_samples]
     fake = metrics.generated_features(sampler.sample_uint8, args.num_samples, extractor)
     precision, recall = metrics.precision_recall(real, fake)
-    d = metrics.manifold_distances(real, fake)
+    d = manifold_distances(real, fake)
     spread = {name: float(f.var(axis=0, ddof=1).sum()) for name, f in (("real", real), ("fake", fake))}  # trace of cov
     print("| run | trace cov real / fake | 3-NN radius real / fake | real to nearest real / fake | precision | recall |")
     print("| --- | --- | --- | --- | --- | --- |")
@@ -39,7 +35,7 @@ def main() -> None:
           f"{d['real_radius']:.2f} / {d['fake_radius']:.2f} | {d['real_to_real']:.2f} / {d['real_to_fake']:.2f} | "
           f"{precision:.3f} | {recall:.3f} |")
     # Is the gap an offset or scale that all samples share? Move the fakes onto the reals' moments.
-    matched = metrics.moment_matched_recall(real, fake)
+    matched = moment_matched_recall(real, fake)
     print()
     print("| run | FID | its mean term | recall | recall, fakes moved to the real mean | ... and per-feature sd |")
     print("| --- | --- | --- | --- | --- | --- |")

@@ -1,8 +1,8 @@
 """How to sample a finished run: the live or the EMA generator, and which batch-norm statistics.
 
 The EMA generator averages the trainable weights but copies the live generator's
-batch-norm moving statistics (training_loop._update_ema), which belong to other
-weights. This scores, on the same z, four ways of sampling a run's last checkpoint:
+batch-norm moving statistics, which belong to other weights. This scores, on the
+same z, four ways of sampling a run's last checkpoint:
 
 - live generator, inference-mode batch norm (moving statistics);
 - EMA generator as saved in generator.keras (copied statistics);
@@ -12,46 +12,19 @@ weights. This scores, on the same z, four ways of sampling a run's last checkpoi
 With --latent_scales 0.8,1.5 it scores the EMA generator on z scaled by each factor
 instead: below 1 the truncation trick (fidelity for variety), above 1 the reverse.
 
-    python bench/sampling_modes.py RUN_DIR [--num_samples 2000] [--latent_scales 0.8,1.5] [--faces DIR] [--weights FILE]
+    python -m experiments.sampling_modes RUN_DIR [--num_samples 2000] [--latent_scales 0.8,1.5] [--faces DIR] [--weights FILE]
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
-import time
-from pathlib import Path
 
 import keras
 import tensorflow as tf
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from illustration_gan import data, generate, metrics, run_folder  # noqa: E402
-from illustration_gan.networks import build_networks  # noqa: E402
-
-SHARED = ROOT.parent / "shared" / "data"
-
-
-def run_arguments(doc: str) -> argparse.ArgumentParser:
-    """RUN_DIR and where the samples, the real faces and the FID weights come from."""
-    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
-    parser.add_argument("run_dir")
-    parser.add_argument("--num_samples", type=int, default=2000)
-    parser.add_argument("--faces", default=str(SHARED / "anime_faces"))
-    parser.add_argument("--weights", default=str(SHARED / "fid_inception_v3_2015-12-05.npz"))
-    return parser
-
-
-def sampler(generator, training: bool, latent_scale: float = 1.0):
-    forward = tf.function(lambda z: generator(z, training=training))
-
-    def sample(n: int, seed: int):
-        return data.to_uint8(forward(latent_scale * generator.sample_latents(n, tf.constant([seed, 0], tf.int64))))
-
-    return sample
+from experiments.common import run_arguments, sampler, score_and_tabulate
+from illustration_gan import generate, metrics, run_folder
+from illustration_gan.networks import build_networks
 
 
 def _all_layers(layer):
@@ -93,24 +66,8 @@ def main() -> None:
             ("EMA, recalibrated statistics", lambda: sampler(recalibrate_batch_norm(ema), False)),
         ]
     scales = f" --latent_scales {args.latent_scales}" if args.latent_scales else ""
-    command = f"python bench/sampling_modes.py {args.run_dir} --num_samples {args.num_samples}{scales}"
+    command = f"python -m experiments.sampling_modes {args.run_dir} --num_samples {args.num_samples}{scales}"
     score_and_tabulate("sampling", modes, real, extractor, args.num_samples, command)
-
-
-def score_and_tabulate(column: str, makers, real, extractor, num_samples: int, command: str) -> None:
-    """Scores each (name, make) on the same z, where make() returns a sampler; prints a markdown table."""
-    rows = []
-    for name, make in makers:
-        started = time.time()
-        scores = metrics.compute_all(real, metrics.generated_features(make(), num_samples, extractor, seed=0))
-        rows.append((name, scores))
-        print(f"{name}: {scores}  ({time.time() - started:.0f} s)", flush=True)
-    label = metrics.count_label(num_samples)
-    print(f"\nCommand: `{command}`")
-    print(f"| {column} | fid{label} | kid{label} | precision | recall |\n| --- | --- | --- | --- | --- |")
-    for name, s in rows:
-        print(f"| {name} | {s['fid' + label]:.1f} | {s['kid' + label]:.4f} | "
-              f"{s['precision' + label]:.3f} | {s['recall' + label]:.3f} |")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,74 @@
+"""The research helpers the experiments share (experiments/common.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from experiments import common
+from illustration_gan import metrics, run_folder
+
+
+def test_training_minutes_count_writing_time_but_not_the_pause_before_a_resume():
+    records = [
+        {"epoch_seconds": 50.0, "wall_time": 1000.0},
+        {"epoch_seconds": 50.0, "wall_time": 1060.0},  # 10 s of grid and checkpoint writing counted
+        {"epoch_seconds": 50.0, "wall_time": 9000.0},  # resumed hours later: only the epoch counts
+        {"epoch_seconds": 50.0, "wall_time": 9055.0},
+    ]
+    assert common.training_minutes(records) == pytest.approx([50 / 60, 110 / 60, 160 / 60, 215 / 60])
+
+
+def test_grid_tiles_recovers_the_images_of_a_grid():
+    images = np.random.default_rng(0).integers(0, 256, size=(7, 5, 5, 3), dtype=np.uint8)
+    tiles = common.grid_tiles(run_folder.image_grid(images), 5)
+    assert tiles.shape == (9, 5, 5, 3)
+    np.testing.assert_array_equal(tiles[:7], images)
+    assert (tiles[7:] == 255).all()  # the blank cells of a 3x3 grid
+
+
+def test_manifold_distances_tell_a_bunched_set_from_a_shifted_one():
+    from scipy.spatial.distance import cdist
+
+    rng = np.random.default_rng(8)
+    real = rng.normal(size=(400, 16))
+    same = common.manifold_distances(real, rng.normal(size=(400, 16)))
+    assert same["fake_radius"] == pytest.approx(same["real_radius"], rel=0.1)
+    assert same["real_to_fake"] == pytest.approx(same["real_to_real"], rel=0.15)
+    assert same["real_to_real"] == pytest.approx(np.median(np.sort(cdist(real, real), axis=1)[:, 1]))
+    assert same["real_radius"] == pytest.approx(np.median(np.sort(cdist(real, real), axis=1)[:, 3]))
+    bunched = common.manifold_distances(real, 0.2 * rng.normal(size=(400, 16)))
+    assert bunched["fake_radius"] < 0.3 * bunched["real_radius"]
+    shifted = common.manifold_distances(real, rng.normal(size=(400, 16)) + 1.0)
+    assert shifted["fake_radius"] == pytest.approx(shifted["real_radius"], rel=0.1)
+    assert shifted["real_to_fake"] > 1.2 * shifted["real_to_real"]
+
+
+def test_moment_matched_recall_recovers_a_set_that_is_only_shifted_and_scaled():
+    rng = np.random.default_rng(9)
+    real, draw = rng.normal(size=(400, 16)), rng.normal(size=(400, 16))
+    offset = np.full(16, 1.5)
+    _, plain_recall = metrics.precision_recall(real, draw)
+    _, shifted_recall = metrics.precision_recall(real, draw + offset)
+    shifted = common.moment_matched_recall(real, draw + offset)
+    assert shifted_recall < 0.3 * plain_recall
+    assert shifted["recall_mean_matched"] == pytest.approx(plain_recall, abs=0.05)
+    assert shifted["mean_term"] == pytest.approx(16 * 1.5**2, rel=0.1)
+    squeezed = common.moment_matched_recall(real, 0.3 * draw + offset)
+    assert squeezed["recall_mean_matched"] < 0.3 * plain_recall  # the offset is gone; the narrow spread is not
+    assert squeezed["recall_moments_matched"] == pytest.approx(plain_recall, abs=0.05)
+    # Collapse onto a few modes is not undone by matching two moments.
+    collapsed = real[rng.integers(0, 4, size=400)] + 0.05 * draw
+    assert common.moment_matched_recall(real, collapsed)["recall_moments_matched"] < 0.3 * plain_recall
+
+
+def test_the_experiments_import_without_editing_sys_path():
+    """Each runs as `python -m experiments.NAME` from the repo root, importing experiments.common."""
+    import importlib
+    import sys
+
+    path_before = list(sys.path)
+    for name in ("colour_drift", "recall_diagnosis", "sampling_modes", "weight_averaging"):
+        module = importlib.import_module(f"experiments.{name}")
+        assert callable(module.main)
+    assert sys.path == path_before
