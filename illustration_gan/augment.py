@@ -104,3 +104,48 @@ def adjusted_probability(probability, real_sign, target: float, images: int):
     """
     step = tf.sign(tf.cast(real_sign, tf.float32) - target) * (images / (ADA_KIMG * 1000.0))
     return tf.clip_by_value(tf.cast(probability, tf.float32) + step, 0.0, 1.0)
+
+
+class Augmenter:
+    """Everything D sees goes through this: the transforms of `policy` on every image, those of
+    `adaptive` with ADA's probability p, which the object keeps (checkpointed) and adjusts.
+
+    Create it inside the strategy's scope: p and the running sum of D's real signs are variables.
+    """
+
+    def __init__(self, policy: str, adaptive: str, target: float, batch_size: int):
+        self.policy, self.adaptive = parse_policy(policy), parse_policy(adaptive)
+        self.target = target
+        self.interval = max(1, ADA_INTERVAL // batch_size)  # steps between adjustments of p
+        self.images_per_interval = self.interval * batch_size
+        self.probability = tf.Variable(0.0, trainable=False, name="augment_p")
+        self.real_sign_sum = tf.Variable(0.0, trainable=False, name="real_sign_sum")  # since p last moved
+
+    @property
+    def active(self) -> bool:
+        return bool(self.policy or self.adaptive)
+
+    def __call__(self, images, seed):
+        if not self.active:
+            return images
+        return diff_augment(images, self.policy, seed, self.adaptive, self.probability)
+
+    def adapt(self, real_sign, steps_done):
+        """Adds this step's mean sign of D's real logits; every `interval` steps moves p by ADA's rule."""
+        if not self.adaptive:
+            return
+        self.real_sign_sum.assign_add(tf.cast(real_sign, tf.float32))
+
+        def adjust():
+            mean_sign = self.real_sign_sum / self.interval
+            self.probability.assign(
+                adjusted_probability(self.probability, mean_sign, self.target, self.images_per_interval)
+            )
+            self.real_sign_sum.assign(0.0)
+            return tf.constant(True)
+
+        tf.cond((steps_done + 1) % self.interval == 0, adjust, lambda: tf.constant(False))
+
+    def checkpoint_items(self) -> dict:
+        """The state a resumed run needs (names as in checkpoints written before this class existed)."""
+        return dict(augment_p=self.probability, real_sign_sum=self.real_sign_sum) if self.adaptive else {}

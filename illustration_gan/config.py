@@ -19,7 +19,6 @@ IMAGE_SIZES = (32, 64, 128, 256)
 BALANCE_RULES = ("none", "margin", "monitor", "boost")
 UPSAMPLING = ("transposed", "resize")
 LOSSES = ("minimax", "hinge", "wasserstein")
-D_BATCHES = ("separate", "joint")
 D_NORMS = ("batch", "none")
 
 
@@ -41,13 +40,6 @@ class ModelConfig:
     spectral_norm: bool = False  # spectrally normalised D weights, no D batch norm (SNGAN; dcgan only)
     d_norm: str = "batch"  # D's hidden layers: "batch" norm (DCGAN) | "none" (conv + bias; dcgan, illustration)
     upsampling: str = "transposed"  # dcgan G: "transposed" 4x4 stride-2 convs | "resize" (nearest 2x + 3x3 conv)
-    pack: int = 1  # PacGAN: D scores packs of this many images stacked along channels (1 = off)
-    minibatch_stddev: int = 0  # group size of ProGAN's minibatch-stddev feature map in D (0 = off; dcgan only)
-
-    @property
-    def d_batch_multiple(self) -> int:
-        """D's batch must split into packs, and the packs into minibatch-stddev groups."""
-        return self.pack * max(1, self.minibatch_stddev)
 
     @property
     def levels(self) -> int:
@@ -72,13 +64,9 @@ class TrainingConfig:
     margin: float = 1.0
     monitor_ratio: float = 0.8
     n_critic: int = 1  # discriminator steps per generator step
-    d_batch: str = "separate"  # D scores reals and fakes in separate batches (the tutorial) or in one joint batch
     clip_weights: float = 0.0  # WGAN weight clipping (0 = off)
     gp_weight: float = 0.0  # WGAN-GP gradient penalty (0 = off)
     r1_gamma: float = 0.0  # R1 penalty on real images, gamma / 2 * ||grad D(x)||^2 (0 = off)
-    mode_seeking: float = 0.0  # weight of MSGAN's mode-seeking term in G's loss (0 = off)
-    feature_matching: float = 0.0  # weight of Salimans et al.'s feature-matching term in G's loss (0 = off)
-    feature_matching_split: bool = False  # estimate that term from two halves of the fake batch (unbiased)
     zpred_weight: float = 1.0
     augment: str = ""  # DiffAugment policy, e.g. "color,translation,cutout" ("" = off)
     ada_augment: str = ""  # DiffAugment transforms applied with ADA's adaptive probability ("" = off)
@@ -99,7 +87,6 @@ class Config:
     seed: int = 0
     strategy: str = "default"  # "default" | "mirrored" | "multiworker"
     precision: str = "float32"
-    xla: bool = False  # compile each replica's forward/backward pass with XLA
     run_root: str = "runs"
     max_minutes: float = 0.0  # stop (with a checkpoint) after this wall time; 0 = no limit
     keep_checkpoints: int = 3
@@ -112,12 +99,14 @@ class Config:
     def from_json(cls, data: dict) -> "Config":
         known = {f.name for f in dataclasses.fields(cls)}
         top = {k: v for k, v in data.items() if k in known}
-        top["model"] = _from_dict(ModelConfig, data.get("model", {}))
-        top["training"] = _from_dict(TrainingConfig, data.get("training", {}))
+        top["model"] = from_dict(ModelConfig, data.get("model", {}))
+        top["training"] = from_dict(TrainingConfig, data.get("training", {}))
         return cls(**top)
 
 
-def _from_dict(cls, data: dict):
+def from_dict(cls, data: dict):
+    """`cls(**data)` without the keys `cls` does not know: options removed since a run was
+    recorded (e.g. `pack`, `feature_matching`, pruned in issue 21) are ignored."""
     known = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in data.items() if k in known})
 
@@ -215,19 +204,10 @@ def validate(config: Config) -> None:
         raise UserError("the wasserstein loss needs a linear critic (critic=True, as in --model wgan)")
     if t.loss not in LOSSES:
         raise UserError(f"loss must be one of {LOSSES}, got {t.loss!r}")
-    if t.d_batch not in D_BATCHES:
-        raise UserError(f"d_batch must be one of {D_BATCHES}, got {t.d_batch!r}")
-    if t.d_batch == "joint" and (m.minibatch_kernels > 0 or m.minibatch_stddev > 0):
-        raise UserError(
-            "minibatch discrimination and the minibatch stddev compare a batch of reals or of fakes; "
-            "use --d_batch separate with them"
-        )
     if t.loss != "minimax" and t.balance != "none":
         raise UserError(f"--balance {t.balance} compares or swaps the minimax (BCE) losses; use --loss minimax with it")
     if t.loss != "minimax" and (t.label_smoothing or t.noisy_labels):
         raise UserError("label smoothing and noisy labels apply to the minimax loss only")
-    if t.feature_matching_split and (t.feature_matching <= 0 or t.batch_size % 2):
-        raise UserError("--feature_matching_split needs --feature_matching > 0 and an even batch_size to halve")
     if t.r1_gamma > 0 and t.loss == "wasserstein":
         raise UserError("the R1 penalty regularises the minimax discriminator; WGAN uses --gp_weight")
     if m.z_predictor and m.architecture != "illustration":
@@ -242,19 +222,6 @@ def validate(config: Config) -> None:
         raise UserError(f"d_norm must be one of {D_NORMS}, got {m.d_norm!r}")
     if m.d_norm != "batch" and m.architecture == "dense":
         raise UserError("the dense discriminator has no batch norm to remove; --d_norm applies to dcgan, fast, illustration")
-    if m.pack < 1:
-        raise UserError(f"pack is the number of images D scores together, at least 1; got {m.pack}")
-    if m.pack > 1 and t.gp_weight > 0:
-        raise UserError("the WGAN-GP penalty interpolates single images; it is not defined for packed D inputs")
-    if m.minibatch_stddev < 0:
-        raise UserError(f"minibatch_stddev is a group size (0 = off); got {m.minibatch_stddev}")
-    if m.minibatch_stddev > 0 and m.architecture != "dcgan":
-        raise UserError("the minibatch-stddev channel is implemented for the dcgan discriminator (--model dcgan, fast)")
-    if t.batch_size % m.d_batch_multiple:
-        raise UserError(
-            f"batch_size {t.batch_size} must split into packs of {m.pack} and stddev groups of "
-            f"{max(1, m.minibatch_stddev)} packs (a multiple of {m.d_batch_multiple})"
-        )
     fixed, adaptive = ({p.strip() for p in policy.split(",") if p.strip()} for policy in (t.augment, t.ada_augment))
     if fixed | adaptive:
         from illustration_gan.augment import POLICIES

@@ -78,45 +78,6 @@ def r1_penalty(real_gradients):
     return tf.reduce_sum(tf.square(tf.cast(real_gradients, tf.float32)), axis=[1, 2, 3])
 
 
-def mode_seeking_loss(z, fake, eps=1e-5):
-    """1 / (d(G(z1), G(z2)) / d(z1, z2) + eps) per pair (Mao et al. 2019, MSGAN, arXiv:1903.05628).
-
-    Pairs the first half of the batch with the second; d is the mean absolute
-    difference. Minimising it makes G map distant z to distant images, against
-    mode collapse. MSGAN takes the ratio over the whole batch; per pair, a pair
-    collapsed onto one image is penalised on its own.
-    """
-    half = tf.shape(z)[0] // 2
-    z, fake = tf.cast(z, tf.float32), tf.cast(fake, tf.float32)
-    image_distance = tf.reduce_mean(tf.abs(fake[:half] - fake[half : 2 * half]), axis=[1, 2, 3])
-    z_distance = tf.reduce_mean(tf.abs(z[:half] - z[half : 2 * half]), axis=-1)
-    return 1.0 / (image_distance / z_distance + eps)
-
-
 def z_prediction_loss(z, predicted_z):
     """Mean squared error between z and the z-predictor's estimate, per example (IllustrationGAN)."""
     return tf.reduce_mean(tf.square(tf.cast(predicted_z, tf.float32) - tf.cast(z, tf.float32)), axis=-1)
-
-
-def feature_matching_loss(real_features, fake_features):
-    """||mean f(x) - mean f(G(z))||^2 over D's last hidden features, one number per batch.
-
-    Salimans et al. 2016 ("Improved Techniques for Training GANs", section 3.1) train G
-    on it alone; here it is added to G's adversarial loss. It targets what a per-sample
-    loss does not see: an offset that every generated sample shares.
-    """
-    real_mean = tf.reduce_mean(tf.stop_gradient(tf.cast(real_features, tf.float32)), axis=0)
-    return tf.reduce_sum(tf.square(real_mean - tf.reduce_mean(tf.cast(fake_features, tf.float32), axis=0)))
-
-
-def split_feature_matching_loss(real_features, fake_features):
-    """An unbiased estimate of ||mean f(x) - mean f(G(z))||^2 from two halves A, B of the fake batch.
-
-    With n fakes, the squared gap of `feature_matching_loss` averages the true gap plus
-    tr(Cov f(G(z))) / n, so at small batches it also pulls the fakes' features towards each
-    other, against diversity. (mean_A - r) . (mean_B - r), with r the reals' batch mean,
-    averages the true gap plus a constant that G cannot change, when the halves are independent.
-    """
-    real_mean = tf.reduce_mean(tf.stop_gradient(tf.cast(real_features, tf.float32)), axis=0)
-    half_a, half_b = tf.split(tf.cast(fake_features, tf.float32), 2)
-    return tf.reduce_sum((tf.reduce_mean(half_a, axis=0) - real_mean) * (tf.reduce_mean(half_b, axis=0) - real_mean))

@@ -83,3 +83,34 @@ def decide(
     if n_critic > 1:
         update_g = tf.logical_and(update_g, tf.equal(tf.math.floormod(step + 1, n_critic), 0))
     return Decision(update_d, update_g, mode, left)
+
+
+class Regime:
+    """The rule of a run with its state (the boost phase), deciding each step in-graph.
+
+    Create it inside the strategy's scope. `checkpoint_items` keeps the names that
+    checkpoints have always used, so older runs resume.
+    """
+
+    def __init__(self, training):
+        self.training = training
+        self.boost_mode = tf.Variable(0, dtype=tf.int32, trainable=False, name="boost_mode")
+        self.boost_left = tf.Variable(0, dtype=tf.int32, trainable=False, name="boost_left")
+
+    def swap_labels(self, k, noise_draw):
+        t = self.training
+        return swap_labels(t.balance, k, noise_draw, t.noisy_labels, self.boost_mode)
+
+    def decide(self, d_loss, g_loss, step, k) -> Decision:
+        """This step's decision; the boost state advances with it."""
+        t = self.training
+        decision = decide(
+            t.balance, d_loss, g_loss, step=step, k=k, boost_mode=self.boost_mode, boost_left=self.boost_left,
+            margin=t.margin, monitor_ratio=t.monitor_ratio, n_critic=t.n_critic,
+        )
+        self.boost_mode.assign(decision.boost_mode)
+        self.boost_left.assign(decision.boost_left)
+        return decision
+
+    def checkpoint_items(self) -> dict:
+        return dict(boost_mode=self.boost_mode, boost_left=self.boost_left)

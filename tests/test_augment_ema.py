@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from illustration_gan import augment, training_loop
+from illustration_gan import augment, training
 from illustration_gan import config as config_lib
 
 SEED = tf.constant([4, 2], tf.int64)
@@ -41,20 +41,19 @@ def test_color_changes_brightness_saturation_contrast_per_image():
 
 def test_ema_moves_toward_live_weights_at_the_documented_rate():
     config = config_lib.resolve("dcgan", dict(image_size=32, g_width=4, d_width=4, z_dim=8, batch_size=16, ema_kimg=1.0))
-    trainer = training_loop.GANTrainer(config, tf.distribute.get_strategy())
+    trainer = training.GANTrainer(config, tf.distribute.get_strategy())
     live = trainer.generator.trainable_variables[0]
-    ema = trainer.ema_generator.trainable_variables[0]
+    ema = trainer.ema.generator.trainable_variables[0]
     np.testing.assert_array_equal(ema.numpy(), live.numpy())  # starts as a copy
     old_ema = ema.numpy().copy()
     live.assign(live + 1.0)
-    trainer.step.assign(999)  # 16,000 images seen: half-life = min(1000, 16000 * 0.05) = 800 images
-    trainer._update_ema()
+    trainer.ema.update(999)  # after 1000 updates, 16,000 images: half-life = min(1000, 16000 * 0.05) = 800 images
     beta = 0.5 ** (16 / 800)
-    np.testing.assert_allclose(float(trainer.ema_beta(16_000)), beta, rtol=1e-6)
+    np.testing.assert_allclose(float(trainer.ema.beta(16_000)), beta, rtol=1e-6)
     np.testing.assert_allclose(ema.numpy(), live.numpy() + (old_ema - live.numpy()) * beta, rtol=1e-5, atol=1e-6)
-    trainer.step.assign(9)  # early: 160 images seen, the ramp-up shortens the half-life to 8 images
-    np.testing.assert_allclose(float(trainer.ema_beta(160)), 0.5 ** (16 / 8), rtol=1e-6)
-    assert trainer.sampling_generator is trainer.ema_generator
+    # early: 160 images seen, the ramp-up shortens the half-life to 8 images
+    np.testing.assert_allclose(float(trainer.ema.beta(160)), 0.5 ** (16 / 8), rtol=1e-6)
+    assert trainer.sampling_generator is trainer.ema.generator
 
 
 def test_adaptive_transforms_apply_to_each_image_with_probability_p():
@@ -83,7 +82,7 @@ def test_ada_raises_p_while_d_is_sure_of_the_reals_and_checkpoints_it(tmp_path):
         "dcgan",
         dict(image_size=32, g_width=4, d_width=4, z_dim=8, batch_size=32, ada_augment="color,cutout", ada_target=0.6),
     )
-    trainer = training_loop.GANTrainer(config, tf.distribute.get_strategy())
+    trainer = training.GANTrainer(config, tf.distribute.get_strategy())
     # A frozen D that calls every image real: r_t = 1 > 0.6 at each adjustment (every 256 / 32 = 8 steps).
     bias = trainer.discriminator.trainable_variables[-1]
     assert "bias" in bias.path
@@ -93,8 +92,8 @@ def test_ada_raises_p_while_d_is_sure_of_the_reals_and_checkpoints_it(tmp_path):
     for _ in range(20):
         metrics = trainer.train_step(iterator)
     assert float(metrics["real_sign"]) == 1.0
-    assert float(trainer.augment_p.numpy()) == pytest.approx(2 * 256 / (augment.ADA_KIMG * 1000))
-    assert float(trainer.real_sign_sum.numpy()) == 4.0  # steps 17-20, since the last adjustment
+    assert float(trainer.augmenter.probability.numpy()) == pytest.approx(2 * 256 / (augment.ADA_KIMG * 1000))
+    assert float(trainer.augmenter.real_sign_sum.numpy()) == 4.0  # steps 17-20, since the last adjustment
     saved = [name for name, _ in tf.train.list_variables(trainer.checkpoint.write(str(tmp_path / "ckpt")))]
     assert any(name.startswith("augment_p/") for name in saved)
 

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -51,21 +52,12 @@ def test_presets_follow_their_sources():
         ("wgan", {"label_smoothing": True}, "minimax"),
         ("fast", {"loss": "hinge", "noisy_labels": 0.1}, "minimax"),
         ("fast", {"loss": "least_squares"}, "loss must be one of"),
-        ("fast", {"d_batch": "mixed"}, "d_batch must be one of"),
         ("fast", {"loss": "hinge", "balance": "monitor"}, "minimax"),
         ("wgan", {"balance": "margin"}, "minimax"),
-        ("illustration", {"d_batch": "joint", "minibatch_kernels": 8}, "minibatch discrimination"),
-        ("fast", {"feature_matching_split": True}, "feature_matching_split"),
-        ("fast", {"feature_matching": 0.1, "feature_matching_split": True, "batch_size": 7}, "even batch_size"),
         ("fast", {"d_norm": "layer"}, "d_norm must be one of"),
         ("dense", {"d_norm": "none"}, "dense discriminator"),
-        ("fast", {"pack": 0}, "pack"),
-        ("fast", {"pack": 3}, "packs of 3"),
-        ("wgan", {"pack": 2, "gp_weight": 10.0}, "WGAN-GP"),
-        ("illustration", {"minibatch_stddev": 4}, "minibatch-stddev"),
-        ("fast", {"minibatch_stddev": 4, "d_batch": "joint"}, "stddev"),
-        ("fast", {"minibatch_stddev": 3}, "multiple of 3"),
-        ("fast", {"pack": 2, "minibatch_stddev": 8}, "multiple of 16"),
+        ("fast", {"pack": 2}, "unknown configuration field 'pack'"),  # pruned in issue 21
+        ("fast", {"feature_matching": 0.1}, "unknown configuration field"),
         ("dcgan", {"no_such_field": 1}, "unknown"),
         ("nope", {}, "preset"),
     ],
@@ -73,3 +65,13 @@ def test_presets_follow_their_sources():
 def test_invalid_configs_fail_with_a_clear_message(preset, overrides, message):
     with pytest.raises(UserError, match=message):
         config_lib.resolve(preset, overrides)
+
+
+def test_a_config_recorded_with_since_pruned_options_still_loads():
+    """training_options.json written at b48cc7b, before pack, d_batch, feature matching, mode seeking,
+    the minibatch-stddev channel and xla were removed."""
+    options = json.loads((Path(__file__).parent / "data" / "run-b48cc7b" / "training_options.json").read_text())
+    assert options["config"]["model"]["pack"] == 1 and "feature_matching" in options["config"]["training"]
+    config = config_lib.Config.from_json(options["config"])
+    assert config.preset == "fast" and config.model.g_width == 4 and config.training.batch_size == 8
+    assert not hasattr(config.model, "pack") and not hasattr(config, "xla")

@@ -1,4 +1,5 @@
 import dataclasses
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -8,7 +9,6 @@ import tensorflow as tf
 from illustration_gan import config as config_lib
 from illustration_gan.config import PRESETS, ModelConfig
 from illustration_gan.networks import ARCHITECTURES, BilinearUpsample2x, MinibatchDiscrimination, build_networks
-from illustration_gan.networks.layers import MinibatchStddev
 
 
 @pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))
@@ -77,34 +77,6 @@ def test_minibatch_discrimination_matches_numpy_and_excludes_self():
         total = tf.reduce_sum(layer(features))
     grad = tape.gradient(total, layer.kernel)
     assert grad is not None and float(tf.reduce_max(tf.abs(grad))) > 0
-
-
-def test_minibatch_stddev_appends_each_groups_mean_sd_and_reloads():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(8, 3, 3, 5)).astype(np.float32)
-    layer = MinibatchStddev(group_size=4)
-    out = layer(x).numpy()
-    assert out.shape == (8, 3, 3, 6)
-    np.testing.assert_array_equal(out[..., :5], x)
-    for i in range(8):  # sample i is in group i mod 2: samples {0, 2, 4, 6} or {1, 3, 5, 7}
-        expected = x[i % 2 :: 2].std(axis=0).mean()
-        np.testing.assert_allclose(out[i, ..., 5], expected, rtol=1e-5)
-    identical = layer(np.repeat(x[:1], 8, axis=0)).numpy()
-    assert identical[..., 5].max() < 1e-3  # a batch without variety shows as ~0
-    clone = MinibatchStddev.from_config(layer.get_config())
-    assert clone.group_size == 4 and clone(x).shape == out.shape
-
-
-@pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))
-def test_a_packed_discriminator_scores_each_pack_from_its_own_images(architecture):
-    config = config_lib.resolve(architecture, {"image_size": 32, "pack": 2, "minibatch_kernels": 0, "fc_units": 32})
-    discriminator = build_networks(config.model).discriminator
-    images = tf.random.stateless_uniform([6, 32, 32, 3], [0, 1], -1, 1)
-    changed = tf.concat([images[:3], -images[3:4], images[4:]], 0)  # image 3 is in pack 1
-    scores, scores_changed = discriminator(images).numpy(), discriminator(changed).numpy()
-    assert scores.shape == (3,)
-    np.testing.assert_allclose(scores[[0, 2]], scores_changed[[0, 2]], atol=1e-6)
-    assert abs(scores[1] - scores_changed[1]) > 1e-6
 
 
 def test_zpredictor_gradient_reaches_generator_fc_and_predictor_not_discriminator():
@@ -242,3 +214,13 @@ def test_resize_convolution_generator_has_no_transposed_convolutions_and_reloads
     reloaded = keras.saving.load_model(path, compile=False)
     assert reloaded.model_config.upsampling == "resize"
     np.testing.assert_allclose(reloaded(z).numpy(), images.numpy(), atol=1e-5)
+
+
+def test_a_generator_saved_before_options_were_pruned_still_loads():
+    """generator.keras written at b48cc7b, whose config still names pack and minibatch_stddev."""
+    import illustration_gan.networks  # noqa: F401  (registers the classes)
+
+    generator = keras.saving.load_model(Path(__file__).parent / "data" / "run-b48cc7b" / "generator.keras")
+    images = generator(generator.sample_latents(3, tf.constant([1, 2], tf.int64)))
+    assert images.shape == (3, 32, 32, 3) and generator.model_config.g_width == 4
+    assert "pack" not in generator.get_config()["config"]

@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from conftest import ROOT, require_shared
 from illustration_gan import config as config_lib
-from illustration_gan import data, run_folder, training_loop
+from illustration_gan import data, run_folder, training
 
 TINY = dict(image_size=32, g_width=8, d_width=8, z_dim=16, batch_size=16, epochs=1)
 
@@ -25,7 +25,7 @@ def test_mixed_precision_policies_train_with_finite_losses(precision, real_faces
     source = data.scan(str(real_faces))
     config = config_lib.resolve("dcgan", {**TINY, "precision": precision, "minibatch_kernels": 4})
     try:
-        trainer = training_loop.train(config, source, str(tmp_path / "run"), tf.distribute.get_strategy())
+        trainer = training.train(config, source, str(tmp_path / "run"), tf.distribute.get_strategy())
         compute_dtype = trainer.generator.layers[0].layers[0].compute_dtype
     finally:
         keras.mixed_precision.set_global_policy("float32")
@@ -52,11 +52,11 @@ def test_two_workers_on_loopback_stay_in_sync_and_only_the_chief_writes(real_fac
     processes = []
     for index in range(2):
         env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
-               "TF_CPP_MIN_LOG_LEVEL": "3"}
+               "TF_CPP_MIN_LOG_LEVEL": "3", "ILLUSTRATION_GAN_KEEP_WORKER_FILES": "1"}
         processes.append(subprocess.Popen(
             [sys.executable, str(ROOT / "train.py"), "--TYPE", "train", "--path", str(real_faces), "--strategy",
              "multiworker", "--run_dir", str(run_dir), "--model", "dcgan", "--image_size", "32", "--g_width", "8",
-             "--d_width", "8", "--z_dim", "16", "--batch_size", "16", "--epochs", "1", "--keep_worker_files"],
+             "--d_width", "8", "--z_dim", "16", "--batch_size", "16", "--epochs", "1"],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         ))
     outputs = [p.communicate(timeout=300) for p in processes]

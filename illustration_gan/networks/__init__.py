@@ -43,7 +43,7 @@ def build_networks(config: ModelConfig) -> Networks:
     as_dict = dataclasses.asdict(config)
     generator = generator_cls(as_dict, name="generator")
     discriminator = discriminator_cls(as_dict, name="discriminator")
-    z = keras.ops.zeros((max(2, config.d_batch_multiple), config.z_dim))
+    z = keras.ops.zeros((2, config.z_dim))
     images, features = generator(z, return_features=True)
     discriminator(images)
     z_predictor = None

@@ -6,10 +6,12 @@ Generators and discriminators are `keras.Model` subclasses built from a
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import tensorflow as tf
 
-from illustration_gan.config import ModelConfig
+from illustration_gan.config import ModelConfig, from_dict
 
 
 def weight_init():
@@ -47,8 +49,8 @@ class ConfiguredModel(keras.Model):
 
     def __init__(self, config: dict, **kwargs):
         super().__init__(**kwargs)
-        self.model_config = ModelConfig(**config)
-        self._config_dict = dict(config)
+        self.model_config = from_dict(ModelConfig, config)  # files saved with since-pruned fields still load
+        self._config_dict = dataclasses.asdict(self.model_config)
 
     def get_config(self):
         return {"config": self._config_dict, "name": self.name}
@@ -70,18 +72,7 @@ class Generator(ConfiguredModel):
 
 
 class Discriminator(ConfiguredModel):
-    """Maps images to one float32 score per image (a logit, or a critic value), or per pack
-    of `pack` consecutive images when packing is on."""
-
-    def _pack(self, images):
-        """PacGAN (Lin et al. 2018): consecutive groups of `pack` images become one input with
-        3 * pack channels, so D scores packs and can see that fakes in a pack look alike."""
-        pack = self.model_config.pack
-        if pack == 1:
-            return images
-        size = self.model_config.image_size  # static, even where augmentation left the shape unknown
-        packed = tf.reshape(images, (-1, pack, size, size, 3))
-        return tf.reshape(tf.transpose(packed, (0, 2, 3, 1, 4)), (-1, size, size, pack * 3))
+    """Maps images to one float32 score per image (a logit, or a critic value)."""
 
     def _make_head(self):
         """Minibatch discrimination features (optional) and the final linear unit."""
@@ -102,9 +93,7 @@ class Discriminator(ConfiguredModel):
             return None
         return self.minibatch(tf.cast(flat, tf.float32))
 
-    def _score(self, features, minibatch_features, return_features=False):
-        """Scores, and with `return_features` also the last hidden features (for feature matching)."""
+    def _score(self, features, minibatch_features):
         features = tf.cast(features, tf.float32)
         head = features if minibatch_features is None else tf.concat([features, minibatch_features], axis=-1)
-        scores = tf.squeeze(self.score(head), axis=-1)
-        return (scores, features) if return_features else scores
+        return tf.squeeze(self.score(head), axis=-1)

@@ -8,8 +8,7 @@ With `spectral_norm`, D's convolutions and output are spectrally normalised and
 D has no batch norm, as SNGAN's "standard CNN" (Miyato et al. 2018). With
 `upsampling="resize"`, each transposed convolution of G becomes a nearest-neighbour
 2x resize and a 3x3 convolution, the fix for checkerboard artefacts of Odena et al.
-2016 ("Deconvolution and Checkerboard Artifacts", Distill). With `minibatch_stddev`,
-D's last 4x4 map gets ProGAN's minibatch standard-deviation channel. With
+2016 ("Deconvolution and Checkerboard Artifacts", Distill). With
 `d_norm="none"`, D's convolutions have biases and no batch norm: batch norm over a
 batch of only reals or only fakes removes any shift or scale that the whole batch
 shares (e.g. every sample a little less contrasted), so D cannot see it.
@@ -26,7 +25,7 @@ from illustration_gan.networks.common import (
     level_widths,
     weight_init,
 )
-from illustration_gan.networks.layers import MinibatchStddev, SpectralNormConv2D
+from illustration_gan.networks.layers import SpectralNormConv2D
 
 PACKAGE = "illustration_gan"
 
@@ -82,12 +81,10 @@ class DCGANDiscriminator(Discriminator):
             if i > 0 and batch_normalised:
                 layers.append(batch_norm())
             layers.append(keras.layers.LeakyReLU(0.2))
-        if c.minibatch_stddev > 0:  # on the last 4x4 map, as ProGAN
-            layers.append(MinibatchStddev(c.minibatch_stddev))
         self.body = keras.Sequential(layers, name="body")
         self._make_head()
 
-    def call(self, images, training=False, return_features=False):
-        flat = self.flatten(self.body(self._pack(images), training=training))
+    def call(self, images, training=False):
+        flat = self.flatten(self.body(images, training=training))
         # The tutorial's final 4x4 valid convolution is this dense layer on the flattened 4x4 map.
-        return self._score(flat, self._minibatch_features(flat), return_features)
+        return self._score(flat, self._minibatch_features(flat))

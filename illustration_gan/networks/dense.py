@@ -59,6 +59,6 @@ class DenseDiscriminator(Discriminator):
         )
         self._make_head()
 
-    def call(self, images, training=False, return_features=False):
-        flat = self.flatten(self.body(self._pack(images), training=training))
-        return self._score(flat, self._minibatch_features(flat), return_features)
+    def call(self, images, training=False):
+        flat = self.flatten(self.body(images, training=training))
+        return self._score(flat, self._minibatch_features(flat))

@@ -87,10 +87,10 @@ class IllustrationDiscriminator(Discriminator):
         )
         self._make_head()
 
-    def call(self, images, training=False, return_features=False):
-        flat = self.flatten(self.body(self._pack(images), training=training))
+    def call(self, images, training=False):
+        flat = self.flatten(self.body(images, training=training))
         minibatch = self._minibatch_features(flat)
-        return self._score(self.fully_connected(flat, training=training), minibatch, return_features)
+        return self._score(self.fully_connected(flat, training=training), minibatch)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

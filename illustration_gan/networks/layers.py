@@ -5,8 +5,6 @@
   (Odena et al. 2016, "Deconvolution and Checkerboard Artifacts").
 - `MinibatchDiscrimination`: Salimans et al. 2016, "Improved Techniques for
   Training GANs", section 3.2, as used by IllustrationGAN's discriminator.
-- `MinibatchStddev`: the minibatch standard-deviation feature map of ProGAN
-  (Karras et al. 2018, "Progressive Growing of GANs", section 3).
 - `SpectralNormConv2D`, `SpectralNormDense`: spectral normalisation of a
   discriminator's weights (Miyato et al. 2018, "Spectral Normalization for GANs").
 """
@@ -67,36 +65,6 @@ class MinibatchDiscrimination(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "num_kernels": self.num_kernels, "kernel_dims": self.kernel_dims}
-
-
-@keras.saving.register_keras_serializable(package=PACKAGE)
-class MinibatchStddev(keras.layers.Layer):
-    """Appends one channel: the mean standard deviation of the features across a group of samples.
-
-    The batch (N, H, W, C) is split into groups of `group_size` samples (sample i is
-    in group i mod N/group_size, as in ProGAN's code); each group gets the sd over its
-    samples of every feature, averaged over features and positions, as a constant map.
-    A batch of generated images that vary less than reals shows in this channel.
-    """
-
-    def __init__(self, group_size: int = 4, **kwargs):
-        super().__init__(**kwargs)
-        self.group_size = group_size
-
-    def call(self, x):
-        n, height, width, channels = ops.shape(x)
-        group = min(self.group_size, n) if isinstance(n, int) else self.group_size
-        grouped = ops.reshape(x, (group, -1, height, width, channels))  # (G, M, H, W, C)
-        sd = ops.sqrt(ops.var(ops.cast(grouped, "float32"), axis=0) + 1e-8)  # (M, H, W, C)
-        per_group = ops.mean(sd, axis=(1, 2, 3), keepdims=True)  # (M, 1, 1, 1)
-        stddev_map = ops.tile(per_group, (group, height, width, 1))  # row a*M + b gets group b's value
-        return ops.concatenate([x, ops.cast(stddev_map, x.dtype)], axis=-1)
-
-    def compute_output_shape(self, input_shape):
-        return (*input_shape[:-1], input_shape[-1] + 1)
-
-    def get_config(self):
-        return {**super().get_config(), "group_size": self.group_size}
 
 
 class _SpectralNorm:

@@ -1,0 +1,234 @@
+"""The side effects of training, one callback each (as Keras callbacks).
+
+The loop calls `on_train_begin`, `on_step_begin(step)`, `on_step_end(step, values)`,
+`on_epoch_end(trainer, epoch, record)` and `on_train_end(trainer)`; a callback
+implements only the hooks it needs. `on_epoch_end` callbacks run in list order
+and may add keys to `record` before `StatsRecord` writes it to stats.jsonl.
+`default_callbacks` builds the run folder's standard set (README, "A run folder").
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from illustration_gan import run_folder
+
+
+class Callback:
+    def on_train_begin(self, trainer) -> None:
+        pass
+
+    def on_step_begin(self, step: int) -> None:
+        pass
+
+    def on_step_end(self, step: int, values: dict) -> None:
+        pass
+
+    def on_epoch_end(self, trainer, epoch: int, record: dict) -> None:
+        pass
+
+    def on_train_end(self, trainer) -> None:
+        pass
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+class Log:
+    """Writes a line to stdout and to the run's log.txt (or stdout only)."""
+
+    def __init__(self, path: str | None):
+        self.file = open(path, "a") if path else None
+
+    def __call__(self, line: str):
+        print(line, flush=True)
+        if self.file:
+            self.file.write(line + "\n")
+            self.file.flush()
+
+    def close(self):
+        if self.file:
+            self.file.close()
+
+
+def learning_rate_scale(progress: float, decay_fraction: float) -> float:
+    """1 until the last `decay_fraction` of the run, then linearly down to 0 at its end.
+
+    Budgeted training's linear decay (Li et al. 2020, arXiv:1905.04753): with a
+    fixed budget, ending at a low learning rate beats any constant one.
+    """
+    if decay_fraction <= 0:
+        return 1.0
+    return float(np.clip((1.0 - progress) / decay_fraction, 0.0, 1.0))
+
+
+class LearningRateDecay(Callback):
+    """Sets both learning rates before each step from the share of the run done: by steps, or by
+    wall time under --max_minutes, whichever is further (a resumed run counts minutes afresh)."""
+
+    def __init__(self, trainer, total_steps: int, max_minutes: float):
+        t = trainer.config.training
+        self.decay, self.total_steps, self.max_minutes = t.lr_decay, total_steps, max_minutes
+        self.rates = [(trainer.g_optimizer.learning_rate, t.g_lr), (trainer.d_optimizer.learning_rate, t.d_lr)]
+        self.started = time.time()
+
+    def on_step_begin(self, step):
+        by_time = (time.time() - self.started) / (self.max_minutes * 60) if self.max_minutes > 0 else 0.0
+        scale = learning_rate_scale(max(step / self.total_steps, by_time), self.decay)
+        for variable, base in self.rates:
+            variable.assign(base * scale)
+
+    def on_epoch_end(self, trainer, epoch, record):
+        record["g_lr"] = float(trainer.g_optimizer.learning_rate.numpy())
+
+
+class SampleGrid(Callback):
+    """fakes_NNNNNN.png: the sampling generator on the same fixed z after every epoch."""
+
+    def __init__(self, run_dir: str, fixed_z):
+        self.run_dir, self.fixed_z = run_dir, fixed_z
+        self.grid = None
+
+    def on_epoch_end(self, trainer, epoch, record):
+        self.grid = trainer.sample_grid(self.fixed_z)
+        run_folder.save_png(os.path.join(self.run_dir, f"fakes_{epoch:06d}.png"), self.grid)
+
+
+class SaveGenerator(Callback):
+    """generator.keras, written to a temporary name first so a crash never leaves half a file."""
+
+    def __init__(self, out_dir: str):
+        self.out_dir = out_dir
+
+    def on_epoch_end(self, trainer, epoch, record):
+        path = os.path.join(self.out_dir, run_folder.GENERATOR_FILE)
+        tmp = os.path.join(self.out_dir, "generator.tmp.keras")
+        trainer.sampling_generator.save(tmp)
+        os.replace(tmp, path)
+
+
+class StatsRecord(Callback):
+    """Appends the epoch's record to stats.jsonl."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def on_epoch_end(self, trainer, epoch, record):
+        run_folder.append_jsonl(self.path, record)
+
+
+class LossPlot(Callback):
+    """Redraws losses.png from stats.jsonl."""
+
+    def __init__(self, run_dir: str):
+        self.run_dir = run_dir
+
+    def on_epoch_end(self, trainer, epoch, record):
+        stats = run_folder.read_jsonl(os.path.join(self.run_dir, run_folder.STATS_FILE))
+        run_folder.plot_losses(stats, os.path.join(self.run_dir, "losses.png"))
+
+
+class TensorBoard(Callback):
+    """Losses, D's outputs, ADA's p, speed and the sample grid, per epoch, for TensorBoard."""
+
+    KEYS = ("d_loss", "g_loss", "zpred_loss", "d_real", "d_fake", "augment_p", "images_per_second")
+
+    def __init__(self, run_dir: str, grid: SampleGrid):
+        self.writer = tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard"))
+        self.grid = grid
+
+    def on_epoch_end(self, trainer, epoch, record):
+        with self.writer.as_default(step=epoch):
+            for key in self.KEYS:
+                if key in record:
+                    tf.summary.scalar(key, record[key])
+            if self.grid.grid is not None:
+                tf.summary.image("fakes", self.grid.grid[None], max_outputs=1)
+
+    def on_train_end(self, trainer):
+        self.writer.flush()
+
+
+class Progress(Callback):
+    """The progress line of each step (on a terminal) and the log line of each epoch, with time left."""
+
+    def __init__(self, log: Log, epochs: int, steps_per_epoch: int, batch_size: int, deadline: float):
+        self.log, self.epochs, self.steps_per_epoch = log, epochs, steps_per_epoch
+        self.batch_size, self.deadline = batch_size, deadline
+        self.interactive = sys.stdout.isatty()
+        self.epoch_times: list[float] = []
+        self.epoch_started = time.time()
+        self.steps_in_epoch = 0
+
+    def on_step_end(self, step, values):
+        if self.steps_in_epoch == 0:
+            self.epoch_started = time.time() - 1e-9
+        self.steps_in_epoch += 1
+        if not self.interactive:
+            return
+        elapsed = time.time() - self.epoch_started
+        position = step % self.steps_per_epoch or self.steps_per_epoch
+        left = (self.steps_per_epoch - position) * elapsed / self.steps_in_epoch
+        print(f"\rstep {position}/{self.steps_per_epoch}  d {values['d_loss']:.3f}  g {values['g_loss']:.3f}  "
+              f"{self.steps_in_epoch * self.batch_size / elapsed:.0f} img/s  epoch left {format_seconds(left)}  ",
+              end="", flush=True)
+
+    def on_epoch_end(self, trainer, epoch, record):
+        if self.interactive:
+            print("\r", end="")
+        self.epoch_times.append(record["epoch_seconds"])
+        self.steps_in_epoch = 0
+        remaining = min((self.epochs - epoch) * float(np.mean(self.epoch_times[-3:])), self.deadline - time.time())
+        extra = f"  zpred {record['zpred_loss']:.3f}" if "zpred_loss" in record else ""
+        extra += f"  augment p {record['augment_p']:.2f}" if "augment_p" in record else ""
+        self.log(
+            f"epoch {epoch}/{self.epochs}  d_loss {record['d_loss']:.3f}  g_loss {record['g_loss']:.3f}{extra}"
+            f"  D(x) {record['d_real']:.2f}  D(G(z)) {record['d_fake']:.2f}"
+            f"  updates D {record['d_updates']} G {record['g_updates']}"
+            f"  {record['images_per_second']:.1f} img/s  {format_seconds(record['epoch_seconds'])}/epoch"
+            f"  left {format_seconds(remaining)}"
+        )
+
+
+class ProgressGif(Callback):
+    """progress.gif: the epochs' grids animated, when training stops."""
+
+    def __init__(self, run_dir: str):
+        self.run_dir = run_dir
+
+    def on_train_end(self, trainer):
+        run_folder.write_progress_gif(self.run_dir)
+
+
+def default_callbacks(trainer, run_dir: str, out_dir: str, chief: bool, log: Log, extra: list,
+                      steps_per_epoch: int, deadline: float) -> list[Callback]:
+    """The standard side effects in their order. Only the chief writes the run folder; every worker
+    saves its generator (into its own scratch folder), since saving reads replicated variables."""
+    config = trainer.config
+    callbacks: list[Callback] = []
+    if config.training.lr_decay > 0:
+        callbacks.append(LearningRateDecay(trainer, config.epochs * steps_per_epoch, config.max_minutes))
+    grid = SampleGrid(run_dir, trainer.fixed_latents(config.grid_size))
+    if chief:
+        callbacks.append(grid)
+    callbacks.append(SaveGenerator(out_dir))
+    if chief:
+        callbacks += [
+            *extra,
+            StatsRecord(os.path.join(run_dir, run_folder.STATS_FILE)),
+            LossPlot(run_dir),
+            TensorBoard(run_dir, grid),
+            Progress(log, config.epochs, steps_per_epoch, config.training.batch_size, deadline),
+            ProgressGif(run_dir),
+        ]
+    return callbacks
+
