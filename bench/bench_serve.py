@@ -84,17 +84,15 @@ def fetch(url: str) -> bytes:
 
 def main(argv):
     del argv
-    from werkzeug.serving import make_server
-
-    from illustration_gan.serve import create_app
+    from illustration_gan.serve import create_app, explorer_of, make_server
 
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = FLAGS.run_dir or tiny_run(Path(tmp))
         application = create_app(run_dir, dataset_path="", max_faces=max(256, FLAGS.count))
-        explorer = application.extensions["illustration_gan_explorer"]
+        explorer = explorer_of(application)
         generator = explorer.sampler.generator
         explorer.warm_up()
-        server = make_server("127.0.0.1", 0, application, threaded=True)
+        server = make_server(application)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         base = f"http://127.0.0.1:{server.server_port}"
         import logging

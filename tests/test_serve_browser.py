@@ -40,14 +40,13 @@ def browser_paths():
 def server(browser_paths, tmp_path_factory):
     """A tiny run (one epoch on 32 faces) served on a free loopback port."""
     from test_serve import train_tiny_run
-    from werkzeug.serving import make_server
 
-    from illustration_gan.serve import create_app
+    from illustration_gan.serve import create_app, explorer_of, make_server
 
     run_dir = train_tiny_run(tmp_path_factory.mktemp("browser"))
     app = create_app(str(run_dir))
-    app.extensions["illustration_gan_explorer"].warm_up()
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    explorer_of(app).warm_up()
+    httpd = make_server(app)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_port}"
