@@ -7,17 +7,20 @@ import io
 import json
 import os
 import re
+import signal
+import socket
 import threading
+import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
 
-from illustration_gan import UserError, data, training_loop
+from illustration_gan import UserError, data, generate, training_loop
 from illustration_gan import config as config_lib
+from illustration_gan.serve import Explorer, create_app, make_server, resolve_dataset_path, serve
 from illustration_gan.serve import app as serve_app
-from illustration_gan.serve import create_app, resolve_dataset_path
 
 TINY = dict(image_size=32, g_width=8, d_width=8, z_dim=16, batch_size=16, epochs=1)
 NUM_FACES = 32
@@ -72,10 +75,6 @@ def png(response) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(response.get_data())).convert("RGB"))
 
 
-def explorer(app):
-    return app.extensions["illustration_gan_explorer"]
-
-
 # ----------------------------------------------------------------------------- the page
 
 
@@ -95,13 +94,13 @@ def test_page_and_its_assets_are_local(client):
 # ----------------------------------------------------------------------------- faces
 
 
-def test_faces_are_the_generators_images_of_their_seeds(app, client):
+def test_faces_are_the_generators_images_of_their_seeds(client, run):
     response = client.get("/api/faces?seed=10&count=8")
     assert response.status_code == 200
     body = response.get_json()
     assert body["seed"] == 10 and body["count"] == 8 and body["image_size"] == 32
     assert [f["seed"] for f in body["faces"]] == list(range(10, 18))
-    sampler = explorer(app).sampler
+    sampler = generate.load_sampler(str(run))
     expected = sampler.images_from_latents(np.stack([sampler.latent_for_seed(s) for s in range(10, 18)]))
     for face, image in zip(body["faces"], expected):
         assert face["url"] == f"/api/face/{face['seed']}.png"
@@ -127,14 +126,14 @@ def test_face_download_and_grid_picture(client):
     assert grid.shape == (4 * 34 + 2, 4 * 34 + 2, 3)
 
 
-def test_concurrent_requests_give_the_same_faces(app):
+def test_concurrent_requests_give_the_same_faces(app, run):
     expected = {s: app.test_client().get(f"/api/face/{s}.png").get_data() for s in range(200, 206)}
-    explorer(app)._cache.clear()
+    fresh = create_app(str(run), dataset_path="", max_faces=64)  # nothing rendered yet
     results, errors = {}, []
 
     def fetch(seed):
         try:
-            client = app.test_client()
+            client = fresh.test_client()
             client.get(f"/api/faces?seed={seed}&count=3")
             results[seed] = client.get(f"/api/face/{seed}.png").get_data()
         except Exception as error:  # pragma: no cover - reported below
@@ -203,11 +202,11 @@ def test_request_sizes_are_bounded(client):
     assert unknown.status_code == 404 and unknown.get_json()["error"] == "not found: /api/nothing-here"
 
 
-def test_an_unexpected_error_is_a_generic_500_without_traceback(app, client, monkeypatch):
-    def broken(seeds):
+def test_an_unexpected_error_is_a_generic_500_without_traceback(client, monkeypatch):
+    def broken(self, seeds):
         raise RuntimeError("secret internal detail /home/user/model")
 
-    monkeypatch.setattr(explorer(app), "face_pngs", broken)
+    monkeypatch.setattr(Explorer, "face_pngs", broken)
     response = client.get("/api/face/1.png")
     assert response.status_code == 500
     text = response.get_data(as_text=True)
@@ -259,9 +258,7 @@ def test_path_traversal_is_refused(client, url):
 
 def test_path_traversal_over_real_http(app):
     """The same over a socket, where no client library tidies the path first."""
-    from werkzeug.serving import make_server
-
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+    server = make_server(app)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -380,33 +377,117 @@ def test_fid_is_shown_where_measured(client, run):
 # ----------------------------------------------------------------------------- serve()
 
 
-def test_serve_prints_its_address_and_warns_off_loopback(run, monkeypatch, capsys):
+class FakeServer:
+    server_port = 8123
+
+    def serve_forever(self):
+        raise KeyboardInterrupt  # as Ctrl-C
+
+    def server_close(self):
+        pass
+
+
+@pytest.fixture
+def fake_server(monkeypatch):
+    """serve() without a socket: werkzeug's make_server records its address and returns a FakeServer."""
     import werkzeug.serving
 
-    class FakeServer:
-        server_port = 8123
-
-        def serve_forever(self):
-            raise KeyboardInterrupt
-
-        def server_close(self):
-            pass
-
     calls = []
-    monkeypatch.setattr(werkzeug.serving, "make_server", lambda host, port, app, threaded: calls.append((host, port)) or FakeServer())
-    assert serve_app.serve(str(run), port=8123) == 0
+    monkeypatch.setattr(werkzeug.serving, "make_server",
+                        lambda host, port, app, **options: calls.append((host, port)) or FakeServer())
+    return calls
+
+
+def test_serve_prints_its_address_and_warns_off_loopback(run, fake_server, capsys):
+    assert serve(str(run), port=8123) == 0
     out, err = capsys.readouterr()
-    assert "http://127.0.0.1:8123/" in out and "WARNING" not in err
-    assert calls == [("127.0.0.1", 8123)]
-    serve_app.serve(str(run), dataset_path="", host="0.0.0.0", port=8123)
+    assert "http://127.0.0.1:8123/" in out and "WARNING" not in err and "stopped" in out
+    assert fake_server == [("127.0.0.1", 8123)]
+    serve(str(run), dataset_path="", host="0.0.0.0", port=8123)
     out, err = capsys.readouterr()
     assert "WARNING" in err and "0.0.0.0" in err and "nearest neighbours off" in out
     with pytest.raises(UserError, match="does not exist"):
-        serve_app.serve(str(run), dataset_path=str(run / "missing-faces"))
+        serve(str(run), dataset_path=str(run / "missing-faces"))
 
 
 @pytest.mark.parametrize("host, loopback", [("127.0.0.1", True), ("localhost", True), ("::1", True),
                                             ("127.0.0.2", True), ("0.0.0.0", False), ("", False),
                                             ("192.168.1.5", False), ("example.org", False)])
-def test_loopback_hosts(host, loopback):
-    assert serve_app._is_loopback(host) is loopback
+def test_serve_warns_unless_only_this_computer_can_reach_it(run, fake_server, capsys, host, loopback):
+    serve(str(run), dataset_path="", host=host, port=8123)
+    assert ("WARNING" in capsys.readouterr().err) is not loopback
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _raw_request(port: int, request: bytes, timeout: float = 120) -> tuple[int, dict, bytes]:
+    """Sends bytes as they are (no client library tidies them); the status, headers and body of the answer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            connection = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+            break
+        except ConnectionRefusedError:  # serve() is still loading the generator
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    with connection:
+        connection.sendall(request)
+        chunks = []
+        while chunk := connection.recv(65536):
+            chunks.append(chunk)
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines)}
+    return int(status_line.split()[1]), headers, body
+
+
+RAW_REQUESTS = {
+    "a 20,000-character query": (b"GET /api/faces?seed=1&pad=" + b"x" * 20_000 + b" HTTP/1.1\r\nHost: a\r\n\r\n", 414),
+    "a 20,000-character path": (b"GET /" + b"x" * 20_000 + b" HTTP/1.1\r\nHost: a\r\n\r\n", 404),
+    "a request line over 64 KiB": (b"GET /" + b"x" * 70_000 + b" HTTP/1.1\r\nHost: a\r\n\r\n", 414),
+    "a malformed request line": (b"NONSENSE\r\n\r\n", 400),
+    "a request line of four words": (b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    "an unknown HTTP version": (b"GET / HTTP/3.7\r\nHost: a\r\n\r\n", 505),
+    "a face": (b"GET /api/face/3.png HTTP/1.1\r\nHost: a\r\n\r\n", 200),
+}
+
+
+def test_the_real_server_answers_json_and_names_no_versions(run, capsys):
+    """serve() itself on a free port, stopped as by Ctrl-C: every error is JSON, and no Werkzeug/Python banner."""
+    port, answers, errors, stopped = _free_port(), {}, [], threading.Event()
+
+    def client():
+        try:
+            for name, (request, _) in RAW_REQUESTS.items():
+                answers[name] = _raw_request(port, request)
+        except Exception as error:  # pragma: no cover - reported below
+            errors.append(error)
+        finally:
+            if not stopped.is_set():  # Ctrl-C for serve(), which runs in this test's (main) thread
+                signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+    thread = threading.Thread(target=client, daemon=True)
+    thread.start()
+    try:
+        assert serve(str(run), dataset_path="", port=port) == 0
+    finally:
+        stopped.set()
+        thread.join(60)
+    assert not errors, errors
+    assert f"http://127.0.0.1:{port}/" in capsys.readouterr().out
+    for name, (_, expected) in RAW_REQUESTS.items():
+        status, headers, body = answers[name]
+        assert status == expected, (name, status, body[:200])
+        assert headers["server"] == "illustration-gan", (name, headers["server"])
+        shown = " ".join(f"{k}: {v}" for k, v in headers.items()).lower()
+        assert "werkzeug" not in shown and "python" not in shown, name
+        if expected != 200:
+            assert headers["content-type"].startswith("application/json"), (name, headers["content-type"])
+            answer = json.loads(body)
+            assert answer["status"] == expected and answer["error"], name
+            assert len(answer["error"]) < 400 and b"<" not in body, name
