@@ -19,7 +19,6 @@ import argparse
 import datetime
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -31,7 +30,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 FACES = ROOT.parent / "shared" / "data" / "anime_faces"
 
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from illustration_gan import config as config_lib  # noqa: E402

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy import linalg
 
 from illustration_gan import metrics
 from illustration_gan.metrics import inception, nearest
