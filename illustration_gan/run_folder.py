@@ -14,11 +14,13 @@ runs/00003-faces-illustration/
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import math
 import os
 import re
+import shutil
 
 import numpy as np
 
@@ -32,7 +34,7 @@ GENERATOR_FILE = "generator.keras"
 
 def new_run_dir(run_root: str, dataset: str, model: str) -> str:
     """Creates runs/NNNNN-<dataset>-<model> with the next free number."""
-    os.makedirs(run_root, exist_ok=True)
+    check_writable(run_root)
     numbers = [int(m.group(1)) for name in os.listdir(run_root) if (m := RUN_NAME.match(name))]
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{dataset}-{model}")
     number = max(numbers, default=-1) + 1
@@ -82,6 +84,7 @@ def training_options(config, source, replicas: int) -> dict:
         "command": " ".join(sys.argv),
         "dataset": {
             "path": source.path,
+            "absolute_path": source.path if "://" in source.path else os.path.abspath(source.path),
             "builtin_toy_faces": not config.path,
             "kind": source.kind,
             "num_images": source.num_images,
@@ -110,9 +113,44 @@ def read_config(run_dir: str):
 
 
 def dataset_path(run_dir: str) -> str:
-    """The folder (or shards) a run trained on, as recorded in its options."""
+    """The folder (or shards) a run trained on, as recorded in its options: the absolute path
+    when the run recorded one (a relative --path means nothing from another folder)."""
     options = read_json(os.path.join(run_dir, OPTIONS_FILE))
-    return options.get("dataset", {}).get("path") or options["config"].get("path", "")
+    dataset = options.get("dataset", {})
+    return dataset.get("absolute_path") or dataset.get("path") or options["config"].get("path", "")
+
+
+def check_writable(folder: str) -> None:
+    """Fails with one sentence unless files can be created in `folder` (made if missing)."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        probe = os.path.join(folder, f".write-test-{os.getpid()}")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as error:
+        raise UserError(f"cannot write into {folder}: {error.strerror or error}") from None
+
+
+def free_space(path: str) -> str:
+    """The free space of the disk holding `path`, for messages (e.g. '12.3 MB free')."""
+    try:
+        return f"{shutil.disk_usage(path).free / 1e6:.1f} MB free"
+    except OSError:
+        return "free space unknown"
+
+
+def remove_leftovers(run_dir: str) -> list[str]:
+    """Deletes what a killed run leaves half-written: generator.tmp.keras, *.tmp files, and the
+    checkpoint manager's checkpoint.tmp* and ckpt-N_temp/ (complete checkpoints are kept)."""
+    patterns = ["generator.tmp.keras", "*.tmp", os.path.join("checkpoints", "checkpoint.tmp*"),
+                os.path.join("checkpoints", "*_temp"), os.path.join("checkpoints", "*_temp_*")]
+    removed = []
+    for pattern in patterns:
+        for path in glob.glob(os.path.join(run_dir, pattern)):
+            shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
+            removed.append(path)
+    return removed
 
 
 def write_json(path: str, data: dict) -> None:
@@ -133,18 +171,62 @@ def append_jsonl(path: str, record: dict) -> None:
 
 
 def read_jsonl(path: str) -> list[dict]:
+    """The records of a JSON-lines file. A torn last line (what a full disk or a kill leaves) is
+    dropped with a warning; a bad line elsewhere is an error, since records after it are real."""
     if not os.path.exists(path):
         return []
     with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        lines = [line for line in f.read().split("\n") if line.strip()]
+    records = []
+    for i, line in enumerate(lines):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i < len(lines) - 1:
+                raise UserError(f"{path}: line {i + 1} is not JSON: {line[:80]!r}") from None
+            from absl import logging
+
+            logging.warning("%s: dropping its incomplete last line (%d characters)", path, len(line))
+    return records
 
 
 def truncate_stats(path: str, last_epoch: int) -> None:
-    """Drops lines after `last_epoch`: epochs finished after the checkpoint we resume from."""
+    """Drops lines after `last_epoch`: epochs finished after the checkpoint we resume from.
+    The file is replaced whole, so a crash here leaves the old one."""
     kept = [r for r in read_jsonl(path) if r.get("epoch", 0) <= last_epoch]
-    with open(path, "w") as f:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
         for record in kept:
             f.write(json.dumps(record, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def checkpoint_prefixes(directory: str) -> list[str]:
+    """The complete checkpoints in `directory` (those with an .index file), newest first."""
+    import tensorflow as tf
+
+    state = tf.train.get_checkpoint_state(directory)
+    listed = list(state.all_model_checkpoint_paths) if state else []
+    found = [p[: -len(".index")] for p in glob.glob(os.path.join(directory, "ckpt-*.index"))]
+    prefixes = {os.path.join(directory, os.path.basename(p)) for p in listed + found}
+    number = lambda p: int(re.search(r"ckpt-(\d+)$", p).group(1)) if re.search(r"ckpt-(\d+)$", p) else -1  # noqa: E731
+    return sorted(prefixes, key=number, reverse=True)
+
+
+def restore_newest_checkpoint(checkpoint, directory: str, warn=print) -> str | None:
+    """Restores the newest checkpoint of `directory` that restores whole into `checkpoint`
+    (a tf.train.Checkpoint) and returns its prefix, or None if there is none. A damaged one
+    (missing index, truncated or corrupt data) is skipped with a line saying why, never deleted."""
+    import tensorflow as tf
+
+    for prefix in checkpoint_prefixes(directory):
+        try:
+            checkpoint.restore(prefix).assert_existing_objects_matched()
+            return prefix
+        except (tf.errors.OpError, ValueError, AssertionError, IndexError) as error:
+            reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+            warn(f"skipped checkpoint {os.path.basename(prefix)}: it does not restore ({type(error).__name__}: {reason})")
+    return None
 
 
 def image_grid(images: np.ndarray, columns: int | None = None, padding: int = 2) -> np.ndarray:
@@ -163,7 +245,21 @@ def image_grid(images: np.ndarray, columns: int | None = None, padding: int = 2)
 def save_png(path: str, image: np.ndarray) -> None:
     from PIL import Image
 
-    Image.fromarray(image).save(path)
+    with _replacing(path) as tmp:
+        Image.fromarray(image).save(tmp, format="PNG")
+
+
+@contextlib.contextmanager
+def _replacing(path: str):
+    """Yields a temporary name that replaces `path` when the block succeeds, and is removed when
+    it fails: a full disk never leaves half a file under the real name."""
+    tmp = path + ".tmp"
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def plot_losses(stats: list[dict], path: str) -> None:
@@ -187,8 +283,11 @@ def plot_losses(stats: list[dict], path: str) -> None:
     ax_d.set_title("discriminator outputs (mean)")
     ax_d.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    try:
+        with _replacing(path) as tmp:
+            fig.savefig(tmp, dpi=90, format="png")
+    finally:
+        plt.close(fig)
 
 
 def write_progress_gif(run_dir: str, path: str | None = None, max_frames: int = 100) -> str | None:
@@ -203,5 +302,6 @@ def write_progress_gif(run_dir: str, path: str | None = None, max_frames: int = 
     images = [Image.open(f).convert("RGB") for f in frames]
     path = path or os.path.join(run_dir, "progress.gif")
     durations = [300] * (len(images) - 1) + [1500]  # linger on the last grid
-    images[0].save(path, save_all=True, append_images=images[1:], duration=durations, loop=0)
+    with _replacing(path) as tmp:
+        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=durations, loop=0)
     return path

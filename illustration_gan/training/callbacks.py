@@ -58,6 +58,7 @@ class Log:
     def close(self):
         if self.file:
             self.file.close()
+            self.file = None
 
 
 def learning_rate_scale(progress: float, decay_fraction: float) -> float:
@@ -155,7 +156,7 @@ class TensorBoard(Callback):
                 tf.summary.image("fakes", self.grid.grid[None], max_outputs=1)
 
     def on_train_end(self, trainer):
-        self.writer.flush()
+        self.writer.close()
 
 
 class Progress(Callback):

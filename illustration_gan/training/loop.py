@@ -11,10 +11,13 @@ the last good one.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import math
 import os
 import shutil
 import signal
+import sys
 import time
 from dataclasses import dataclass
 
@@ -57,8 +60,10 @@ def train(
     """
     chief = distribute.is_chief(strategy)
     out_dir = distribute.write_dir(run_dir, strategy)
-    steps_per_epoch = _steps_per_epoch(source.num_images, config.training.batch_size, strategy)
-    os.makedirs(out_dir, exist_ok=True)
+    steps_per_epoch = steps_per_epoch_of(source.num_images, config.training.batch_size, strategy)
+    run_folder.check_writable(out_dir)
+    for path in run_folder.remove_leftovers(out_dir):
+        logging.warning("removed %s, left half-written by an earlier run", path)
     trainer = GANTrainer(config, strategy)
     manager = tf.train.CheckpointManager(
         trainer.checkpoint, os.path.join(out_dir, "checkpoints"), max_to_keep=config.keep_checkpoints
@@ -66,69 +71,85 @@ def train(
     log = Log(os.path.join(run_dir, "log.txt") if chief else None)
     _start_or_resume(trainer, manager, config, source, run_dir, chief, resume, log)
     start_epoch, step = int(trainer.epoch.numpy()), int(trainer.step.numpy())
-    # A checkpoint written mid-epoch resumes inside that epoch.
+    # A checkpoint written mid-epoch resumes inside that epoch, with the counts of its first part.
     done_in_epoch = min(max(step - start_epoch * steps_per_epoch, 0), steps_per_epoch - 1)
-    dataset = strategy.distribute_datasets_from_function(
-        lambda ctx: data.training_dataset(
-            source, config.model.image_size, config.training.batch_size, seed=config.seed + start_epoch,
-            input_context=ctx,
-        )
-    )
-    iterator = iter(dataset)
+    partial = _PartialEpoch.load(out_dir, step) if done_in_epoch else _PartialEpoch()
+    iterator = iter(_dataset(config, source, strategy, start_epoch))
     deadline = time.time() + config.max_minutes * 60 if config.max_minutes > 0 else math.inf
     hooks = default_callbacks(trainer, run_dir, out_dir, chief, log, callbacks or [], steps_per_epoch, deadline)
     stop = _StopFlag()
+    should_stop = lambda: bool(stop.signum) or time.time() > deadline  # noqa: E731
     previous_handlers = _install_signal_handlers(stop)
     stopped_early = False
     try:
         for hook in hooks:
             hook.on_train_begin(trainer)
         for epoch in range(start_epoch + 1, config.epochs + 1):
-            started, sums, steps_run = time.time(), {}, 0
-            for _ in range(steps_per_epoch - done_in_epoch):
-                for hook in hooks:
-                    hook.on_step_begin(step)
-                values = {k: float(v) for k, v in trainer.train_step(iterator).items()}
-                step, steps_run = step + 1, steps_run + 1
-                _check_finite(values, epoch, step, run_dir)
-                for k, v in values.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                for hook in hooks:
-                    hook.on_step_end(step, values)
-                if stop.signum or time.time() > deadline:
-                    break
-            if steps_run < steps_per_epoch - done_in_epoch:  # stopped inside the epoch: checkpoint the step
-                manager.save(checkpoint_number=step)
+            started, sums, steps_run = time.time() - partial.seconds, partial.sums, partial.steps_run
+            to_run = steps_per_epoch - done_in_epoch
+            ran = _run_steps(trainer, iterator, hooks, to_run, epoch, sums, should_stop, run_dir)
+            step, steps_run, done_in_epoch, partial = step + ran, steps_run + ran, 0, _PartialEpoch()
+            if ran < to_run:  # stopped inside the epoch: checkpoint the step, not the epoch
+                with _storage_errors(out_dir):
+                    _PartialEpoch(sums, steps_run, time.time() - started).save(out_dir, step)
+                    manager.save(checkpoint_number=step)
                 stopped_early = True
                 break
-            done_in_epoch = 0
             record = _epoch_record(trainer, epoch, step, sums, steps_run, time.time() - started)
-            for hook in hooks:
-                hook.on_epoch_end(trainer, epoch, record)
-            trainer.epoch.assign(epoch)
-            manager.save(checkpoint_number=step)  # last: the counters advance once the epoch's files exist
-            if stop.signum or time.time() > deadline:
+            with _storage_errors(out_dir):
+                for hook in hooks:
+                    hook.on_epoch_end(trainer, epoch, record)
+                trainer.epoch.assign(epoch)
+                manager.save(checkpoint_number=step)  # last: the counters advance once the epoch's files exist
+            if should_stop():
                 stopped_early = epoch < config.epochs
                 break
+        if stopped_early and chief:
+            reason = signal.Signals(stop.signum).name if stop.signum else f"--max_minutes {config.max_minutes:g}"
+            log(f"stopped by {reason} at epoch {int(trainer.epoch.numpy())}, step {step}; checkpoint written. "
+                f"Continue with: python train.py --TYPE train --resume {run_dir}")
     finally:
         _restore_signal_handlers(previous_handlers)
-        for hook in hooks:
-            hook.on_train_end(trainer)
+        with _storage_errors(out_dir, quiet=sys.exc_info()[0] is not None):
+            for hook in hooks:
+                hook.on_train_end(trainer)
         if not chief and not keep_worker_files:
             shutil.rmtree(out_dir, ignore_errors=True)
-    if stopped_early and chief:
-        reason = signal.Signals(stop.signum).name if stop.signum else f"--max_minutes {config.max_minutes:g}"
-        log(
-            f"stopped by {reason} at epoch {int(trainer.epoch.numpy())}, step {step}; "
-            f"checkpoint written. Continue with: python train.py --TYPE train --resume {run_dir}"
-        )
-    log.close()
+        log.close()
     if stop.signum:
         raise TrainingInterrupted(stop.signum)
     return trainer
 
 
-def _steps_per_epoch(num_images: int, batch_size: int, strategy) -> int:
+def _dataset(config: Config, source, strategy, start_epoch: int):
+    return strategy.distribute_datasets_from_function(
+        lambda ctx: data.training_dataset(
+            source, config.model.image_size, config.training.batch_size, seed=config.seed + start_epoch,
+            input_context=ctx,
+        )
+    )
+
+
+def _run_steps(trainer, iterator, hooks, count: int, epoch: int, sums: dict, should_stop, run_dir: str) -> int:
+    """Up to `count` training steps, adding their metrics to `sums`; returns how many ran."""
+    for ran in range(1, count + 1):
+        step = int(trainer.step.numpy())
+        for hook in hooks:
+            hook.on_step_begin(step)
+        values = {k: float(v) for k, v in trainer.train_step(iterator).items()}
+        _check_finite(values, epoch, step + 1, run_dir)
+        for k, v in values.items():
+            sums[k] = sums.get(k, 0.0) + v
+        for hook in hooks:
+            hook.on_step_end(step + 1, values)
+        if should_stop():
+            return ran
+    return count
+
+
+def steps_per_epoch_of(num_images: int, batch_size: int, strategy) -> int:
+    """Steps per epoch, or a UserError if the data or the replicas cannot make a batch (check it
+    before creating a run folder)."""
     steps = num_images // batch_size
     if steps == 0:
         raise UserError(f"{num_images} images are fewer than one batch of {batch_size}")
@@ -146,9 +167,9 @@ def _start_or_resume(trainer, manager, config, source, run_dir, chief, resume, l
             options = run_folder.training_options(config, source, trainer.strategy.num_replicas_in_sync)
             run_folder.write_json(os.path.join(run_dir, run_folder.OPTIONS_FILE), options)
         return
-    if manager.latest_checkpoint is None:
-        raise UserError(f"nothing to resume: no checkpoint in {run_dir}/checkpoints")
-    trainer.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    restored = run_folder.restore_newest_checkpoint(trainer.checkpoint, manager.directory, warn=log)
+    if restored is None:
+        raise UserError(f"nothing to resume: no checkpoint in {manager.directory} that restores")
     if chief:
         epoch = int(trainer.epoch.numpy())
         run_folder.truncate_stats(stats_path, epoch)
@@ -178,6 +199,59 @@ def _epoch_record(trainer, epoch: int, step: int, sums: dict, steps_run: int, el
     if trainer.augmenter.adaptive:
         record["augment_p"] = float(trainer.augmenter.probability.numpy())
     return record
+
+
+class _PartialEpoch:
+    """The metric sums of an epoch's first part, kept beside a mid-epoch checkpoint so that the
+    resumed epoch's stats line counts the whole epoch."""
+
+    FILE = "partial_epoch.json"
+
+    def __init__(self, sums: dict | None = None, steps_run: int = 0, seconds: float = 0.0):
+        self.sums, self.steps_run, self.seconds = dict(sums or {}), steps_run, seconds
+
+    def save(self, out_dir: str, step: int) -> None:
+        record = dict(step=step, sums=self.sums, steps_run=self.steps_run, seconds=self.seconds)
+        os.makedirs(os.path.join(out_dir, "checkpoints"), exist_ok=True)
+        run_folder.write_json(os.path.join(out_dir, "checkpoints", self.FILE), record)
+
+    @classmethod
+    def load(cls, out_dir: str, step: int) -> "_PartialEpoch":
+        path = os.path.join(out_dir, "checkpoints", cls.FILE)
+        if not os.path.exists(path):
+            return cls()
+        record = run_folder.read_json(path)
+        if record.get("step") != step:  # written for another checkpoint than the one restored
+            return cls()
+        return cls(record["sums"], record["steps_run"], record["seconds"])
+
+
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
+
+
+@contextlib.contextmanager
+def _storage_errors(out_dir: str, quiet: bool = False):
+    """Turns a full disk or a folder that cannot be written into one UserError naming the path and
+    the free space, after removing half-written files; the last good checkpoint stays."""
+    try:
+        yield
+    except (OSError, tf.errors.OpError) as error:
+        message = str(error)
+        disk = isinstance(error, OSError) and error.errno in STORAGE_ERRNOS
+        disk = disk or isinstance(error, (tf.errors.ResourceExhaustedError, tf.errors.PermissionDeniedError))
+        disk = disk or any(s in message for s in ("No space left", "Read-only file system", "Permission denied"))
+        if not disk:
+            raise
+        run_folder.remove_leftovers(out_dir)
+        if quiet:  # already failing: do not replace the first error
+            return
+        path = getattr(error, "filename", None) or out_dir
+        reason = getattr(error, "strerror", None) or message.strip().splitlines()[0][:160]
+        newest = tf.train.latest_checkpoint(os.path.join(out_dir, "checkpoints"))
+        raise UserError(
+            f"could not write {path}: {reason} ({run_folder.free_space(out_dir)}); training stopped, the last good "
+            f"checkpoint is {newest or 'none'}"
+        ) from None
 
 
 @dataclass

@@ -1,0 +1,63 @@
+"""illustration_gan/run_folder.py: stats that survive a torn line, leftovers of a kill, checkpoint fallback."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import tensorflow as tf
+
+from illustration_gan import UserError, run_folder
+
+
+def test_a_torn_last_stats_line_is_dropped_and_resume_truncation_rewrites_the_file(tmp_path):
+    path = tmp_path / "stats.jsonl"
+    path.write_text(json.dumps({"epoch": 1}) + "\n" + json.dumps({"epoch": 2}) + "\n" + '{"epoch": 3, "d_lo')
+    assert [r["epoch"] for r in run_folder.read_jsonl(str(path))] == [1, 2]
+    run_folder.truncate_stats(str(path), 2)
+    assert path.read_text().splitlines() == ['{"epoch": 1}', '{"epoch": 2}']
+    path.write_text('{"epoch": 1}\n{"ep\n{"epoch": 3}\n')
+    with pytest.raises(UserError, match="line 2 is not JSON"):  # damage in the middle is not a torn write
+        run_folder.read_jsonl(str(path))
+
+
+def test_leftovers_of_a_killed_run_are_removed_and_complete_checkpoints_kept(tmp_path):
+    checkpoints = tmp_path / "checkpoints"
+    (checkpoints / "ckpt-7_temp" / "part-00000-of-00001").mkdir(parents=True)
+    for name in ("checkpoint.tmp1234", "ckpt-4.index", "ckpt-4.data-00000-of-00001"):
+        (checkpoints / name).write_text("x")
+    (tmp_path / "generator.tmp.keras").write_text("x")
+    (tmp_path / "losses.png.tmp").write_text("x")
+    removed = {os.path.relpath(p, tmp_path) for p in run_folder.remove_leftovers(str(tmp_path))}
+    assert removed == {"generator.tmp.keras", "losses.png.tmp", "checkpoints/checkpoint.tmp1234",
+                       "checkpoints/ckpt-7_temp"}
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["ckpt-4.data-00000-of-00001", "ckpt-4.index"]
+
+
+def test_the_newest_checkpoint_that_restores_is_used_and_a_damaged_one_named(tmp_path):
+    variable = tf.Variable(0.0)
+    checkpoint = tf.train.Checkpoint(v=variable)
+    manager = tf.train.CheckpointManager(checkpoint, str(tmp_path), max_to_keep=5)
+    for value in (1.0, 2.0, 3.0):
+        variable.assign(value)
+        manager.save(checkpoint_number=int(value))
+    (tmp_path / "ckpt-3.index").unlink()  # the newest has lost its index
+    data = tmp_path / "ckpt-2.data-00000-of-00001"
+    data.write_bytes(data.read_bytes()[:-4] + b"\xff\xff\xff\xff")  # the next is corrupt
+    lines = []
+    restored = run_folder.restore_newest_checkpoint(checkpoint, str(tmp_path), warn=lines.append)
+    assert restored.endswith("ckpt-1") and float(variable.numpy()) == 1.0
+    assert len(lines) == 2 and "ckpt-3" in lines[0] and "NotFoundError" in lines[0]
+    assert "ckpt-2" in lines[1] and "Checksum" in lines[1]
+    assert data.exists()
+    assert run_folder.restore_newest_checkpoint(checkpoint, str(tmp_path / "none")) is None
+
+
+def test_training_options_record_the_absolute_dataset_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "opts").mkdir()
+    options = {"config": {"path": "faces"}, "dataset": {"path": "faces", "absolute_path": str(tmp_path / "faces")}}
+    run_folder.write_json(str(tmp_path / "opts" / run_folder.OPTIONS_FILE), options)
+    monkeypatch.chdir("/")
+    assert run_folder.dataset_path(str(tmp_path / "opts")) == str(tmp_path / "faces")

@@ -1,0 +1,152 @@
+"""illustration_gan/training/loop.py: resume, old run folders, and an end of epoch that survives a crash."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from illustration_gan import config as config_lib
+from illustration_gan import data, run_folder, training
+
+OLD_RUN = Path(__file__).parent / "data" / "run-b48cc7b"
+
+
+def _noise_faces(folder: Path, count: int) -> data.ImageSource:
+    import cv2
+
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        cv2.imwrite(str(folder / f"{i}.png"), rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    return data.scan(str(folder))
+
+
+def test_a_run_folder_written_before_the_redesign_resumes(tmp_path):
+    """The fixture is a 1-epoch `fast` run written by b48cc7b (its config still names pruned options)."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(OLD_RUN, run_dir)
+    config = run_folder.read_config(str(run_dir))
+    config = config_lib.resolve(config.preset, {**_flat(config), "epochs": 2})
+    source = _noise_faces(tmp_path / "faces", 16)
+    trainer = training.train(config, source, str(run_dir), tf.distribute.get_strategy(), resume=True)
+    assert int(trainer.epoch.numpy()) == 2 and int(trainer.step.numpy()) == 4
+    records = run_folder.read_jsonl(str(run_dir / "stats.jsonl"))
+    assert [r["epoch"] for r in records] == [1, 2] and np.isfinite(records[-1]["d_loss"])
+
+
+class _CrashAt(training.Callback):
+    """Raises at the end of one epoch, after the grid and generator are written and before the stats line."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_epoch_end(self, trainer, epoch, record):
+        if epoch == self.epoch:
+            raise OSError("simulated crash")
+
+
+def test_a_crash_inside_the_end_of_an_epoch_resumes_at_that_epoch(tmp_path):
+    config = config_lib.resolve("dcgan", dict(image_size=32, g_width=4, d_width=4, z_dim=8, batch_size=8, epochs=3))
+    source = _noise_faces(tmp_path / "faces", 16)
+    run_dir = str(tmp_path / "run")
+    strategy = tf.distribute.get_strategy()
+    with pytest.raises(OSError, match="simulated"):
+        training.train(config, source, run_dir, strategy, callbacks=[_CrashAt(2)])
+    # Epoch 2's grid was written but its checkpoint was not: the counters still say epoch 1.
+    assert os.path.exists(os.path.join(run_dir, "fakes_000002.png"))
+    assert tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints")).endswith("ckpt-2")
+    trainer = training.train(config, source, run_dir, strategy, resume=True)
+    records = run_folder.read_jsonl(os.path.join(run_dir, "stats.jsonl"))
+    assert [r["epoch"] for r in records] == [1, 2, 3]
+    assert [r["checkpoint"] for r in records] == ["ckpt-2", "ckpt-4", "ckpt-6"]  # named by step
+    assert int(trainer.step.numpy()) == 6
+    assert all(os.path.exists(os.path.join(run_dir, f"fakes_{e:06d}.png")) for e in (1, 2, 3))
+
+
+def _flat(config):
+    as_dict = config.to_json()
+    flat = {**as_dict.pop("model"), **as_dict.pop("training"), **as_dict}
+    flat.pop("preset")
+    return flat
+
+
+def _tiny(**overrides):
+    base = dict(image_size=32, g_width=4, d_width=4, z_dim=8, batch_size=8, epochs=2)
+    return config_lib.resolve("dcgan", {**base, **overrides})
+
+
+def test_resume_skips_a_corrupt_newest_checkpoint_and_keeps_it(tmp_path, capsys):
+    source = _noise_faces(tmp_path / "faces", 16)
+    run_dir = tmp_path / "run"
+    training.train(_tiny(), source, str(run_dir), tf.distribute.get_strategy())
+    newest = run_dir / "checkpoints" / "ckpt-4.data-00000-of-00001"
+    newest.write_bytes(newest.read_bytes()[:100])  # truncated, as a full disk or a kill leaves it
+    trainer = training.train(_tiny(epochs=3), source, str(run_dir), tf.distribute.get_strategy(), resume=True)
+    assert "skipped checkpoint ckpt-4" in capsys.readouterr().out
+    assert newest.exists()  # never deleted
+    records = run_folder.read_jsonl(str(run_dir / "stats.jsonl"))
+    assert [r["epoch"] for r in records] == [1, 2, 3] and int(trainer.step.numpy()) == 6
+
+
+def test_a_resumed_split_epoch_records_the_whole_epoch(tmp_path):
+    source = _noise_faces(tmp_path / "faces", 32)  # 4 steps per epoch
+    run_dir = str(tmp_path / "run")
+    strategy = tf.distribute.get_strategy()
+    training.train(_tiny(epochs=1, max_minutes=1e-9), source, run_dir, strategy)  # stops after one step
+    assert not os.path.exists(os.path.join(run_dir, "stats.jsonl"))
+    training.train(_tiny(epochs=1), source, run_dir, strategy, resume=True)
+    (record,) = run_folder.read_jsonl(os.path.join(run_dir, "stats.jsonl"))
+    assert record["d_updates"] == 4 and record["g_updates"] == 4 and record["step"] == 4
+
+
+def _mount_tmpfs(path: Path, options: str) -> None:
+    import subprocess
+
+    path.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {result.stderr.decode().strip()}")
+
+
+def test_a_full_disk_stops_with_one_line_and_keeps_the_last_good_checkpoint(tmp_path):
+    import subprocess
+
+    source = _noise_faces(tmp_path / "faces", 16)
+    disk = tmp_path / "disk"
+    _mount_tmpfs(disk, "size=700k")
+    try:
+        run_dir = disk / "run"
+        with pytest.raises(config_lib.UserError, match=r"could not write .*MB free.*last good checkpoint") as error:
+            training.train(_tiny(epochs=200), source, str(run_dir), tf.distribute.get_strategy())
+        assert "\n" not in str(error.value)
+        leftovers = [p.name for p in run_dir.rglob("*") if "tmp" in p.name or p.name.endswith("_temp")]
+        assert leftovers == []
+        assert not (run_dir / "progress.gif").exists() or (run_dir / "progress.gif").stat().st_size > 0
+        newest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
+        assert newest is not None
+        epoch = int(tf.train.load_variable(newest, "epoch/.ATTRIBUTES/VARIABLE_VALUE"))
+        assert epoch >= 1 and [r["epoch"] for r in run_folder.read_jsonl(str(run_dir / "stats.jsonl"))][:epoch] == list(
+            range(1, epoch + 1)
+        )
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_read_only_run_folder_is_refused_before_anything_is_built(tmp_path):
+    import subprocess
+
+    source = _noise_faces(tmp_path / "faces", 16)
+    disk = tmp_path / "ro"
+    _mount_tmpfs(disk, "ro,size=100k")
+    try:
+        with pytest.raises(config_lib.UserError, match="cannot write into"):
+            training.train(_tiny(), source, str(disk / "run"), tf.distribute.get_strategy())
+        with pytest.raises(config_lib.UserError, match="cannot write into"):
+            run_folder.new_run_dir(str(disk / "runs"), "faces", "fast")
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
