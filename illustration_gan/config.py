@@ -224,7 +224,7 @@ def validate(config: Config) -> None:
         raise UserError("the dense discriminator has no batch norm to remove; --d_norm applies to dcgan, fast, illustration")
     fixed, adaptive = ({p.strip() for p in policy.split(",") if p.strip()} for policy in (t.augment, t.ada_augment))
     if fixed | adaptive:
-        from illustration_gan.augment import POLICIES
+        from illustration_gan.training.augment import POLICIES
 
         unknown = sorted((fixed | adaptive) - set(POLICIES))
         if unknown:

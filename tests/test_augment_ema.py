@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from illustration_gan import augment, training
+from illustration_gan import training
+from illustration_gan.training import augment
 from illustration_gan import config as config_lib
 
 SEED = tf.constant([4, 2], tf.int64)

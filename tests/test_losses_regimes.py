@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from illustration_gan import losses, regimes
+from illustration_gan import losses
+from illustration_gan.training import regimes
 
 
 def test_minimax_losses_match_the_formula():

@@ -1,4 +1,4 @@
-"""illustration_gan/training/objectives.py: each objective is its loss family; terms are chosen by the config."""
+"""illustration_gan/training/objectives.py and terms.py: each objective is its loss family; terms follow the config."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from illustration_gan import config as config_lib
 from illustration_gan import losses
-from illustration_gan.training import objectives
+from illustration_gan.training import objectives, terms
 
 REAL, FAKE = tf.constant([2.0, -0.5, 0.25]), tf.constant([-1.0, 0.75, 3.0])
 
@@ -48,17 +48,17 @@ def test_minimax_objective_smooths_and_swaps_labels_as_configured():
     ],
 )
 def test_terms_follow_the_config_with_their_side_and_weight(preset, overrides, expected):
-    terms = objectives.make_terms(config_lib.resolve(preset, overrides))
-    assert [(t.name, t.side, t.weight) for t in terms] == expected
+    chosen = terms.make_terms(config_lib.resolve(preset, overrides))
+    assert [(t.name, t.side, t.weight) for t in chosen] == expected
 
 
 def test_r1_term_reads_the_input_gradients_of_the_forward_pass():
     gradients = tf.constant(np.arange(24, dtype=np.float32).reshape(2, 2, 2, 3))
-    forward = objectives.Forward(
+    forward = terms.Forward(
         z=tf.zeros([2, 4]), fake=tf.zeros([2, 2, 2, 3]), features=None, real=tf.zeros([2, 2, 2, 3]),
         real_scores=tf.zeros([2]), fake_scores=tf.zeros([2]), real_gradients=gradients,
         seed=lambda salt: tf.constant([0, salt], tf.int64),
     )
-    (term,) = objectives.make_terms(config_lib.resolve("fast", {"r1_gamma": 2.0}))
+    (term,) = terms.make_terms(config_lib.resolve("fast", {"r1_gamma": 2.0}))
     assert term.needs_real_gradients
     np.testing.assert_allclose(term.per_example(forward, None), np.square(gradients.numpy()).sum(axis=(1, 2, 3)))

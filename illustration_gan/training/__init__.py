@@ -1,8 +1,13 @@
-"""Training a GAN: what is minimised (objectives), the compiled step (step), the generator's
-weight average (ema), the side effects (callbacks) and the epoch loop (loop).
+"""Training a GAN, one idea a module:
 
-Read in this order: `loop.train` runs epochs of `step.GANTrainer.train_step`, which
-composes an objective and its terms, the augmenter and the regime chosen once from the config.
+- `objectives`: D's and G's loss per loss family (minimax, hinge, wasserstein);
+- `terms`: regularisers added to one side (R1, gradient penalty, z-prediction);
+- `augment`: DiffAugment, and ADA's adaptive probability as an object that owns it;
+- `regimes`: when D and G update (the sources' balance rules, n_critic), in-graph;
+- `ema`: the generator's weight average;
+- `step`: `GANTrainer`, the compiled step composing the above, chosen once from the config;
+- `callbacks`: the side effects (grids, generator.keras, stats, plots, TensorBoard, progress);
+- `loop`: `train`, the epochs with checkpoints, resume, signals, deadline and NaN guard.
 """
 
 from illustration_gan.training.callbacks import Callback, learning_rate_scale

@@ -167,9 +167,14 @@ def _start_or_resume(trainer, manager, config, source, run_dir, chief, resume, l
             options = run_folder.training_options(config, source, trainer.strategy.num_replicas_in_sync)
             run_folder.write_json(os.path.join(run_dir, run_folder.OPTIONS_FILE), options)
         return
+    damaged = run_folder.checkpoint_prefixes(manager.directory)
     restored = run_folder.restore_newest_checkpoint(trainer.checkpoint, manager.directory, warn=log)
     if restored is None:
-        raise UserError(f"nothing to resume: no checkpoint in {manager.directory} that restores")
+        if damaged or not os.path.exists(os.path.join(run_dir, run_folder.OPTIONS_FILE)):
+            raise UserError(f"nothing to resume: no checkpoint in {manager.directory} restores"
+                            + (f" ({len(damaged)} damaged; move them away to start again)" if damaged else ""))
+        # Stopped before its first checkpoint: nothing was trained that could be kept.
+        log(f"{run_dir} has no checkpoint yet: starting it again from step 0")
     if chief:
         epoch = int(trainer.epoch.numpy())
         run_folder.truncate_stats(stats_path, epoch)

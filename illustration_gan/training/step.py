@@ -1,7 +1,7 @@
 """The networks, their optimizers and the compiled training step of one run.
 
-`GANTrainer` composes the parts chosen once from the config: the objective and
-regularising terms (`objectives`), the augmenter that owns ADA's p (`augment`),
+`GANTrainer` composes the parts chosen once from the config: the objective
+(`objectives`) and regularising terms (`terms`), the augmenter that owns ADA's p (`augment`),
 the update rule with its state (`regimes`) and the generator EMA (`ema`).
 
 One `tf.function` step does, under any `tf.distribute` strategy:
@@ -21,10 +21,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from illustration_gan import augment, data, regimes, run_folder
+from illustration_gan import data, run_folder
 from illustration_gan.config import Config
 from illustration_gan.networks import build_networks
-from illustration_gan.training import objectives
+from illustration_gan.training import augment, objectives, regimes, terms
 from illustration_gan.training.ema import GeneratorEMA
 
 FIXED_Z_SEED = (20160101, 7)  # the seed of the per-epoch sample grid's z
@@ -56,7 +56,7 @@ class GANTrainer:
         t = config.training
         keras.mixed_precision.set_global_policy(config.precision)
         self.objective = objectives.make_objective(t)
-        self.terms = objectives.make_terms(config)
+        self.terms = terms.make_terms(config)
         with strategy.scope():
             self.networks = build_networks(config.model)
             self.ema = None
@@ -164,7 +164,7 @@ class GANTrainer:
             metrics["real_sign"] = average(tf.sign(forward.real_scores))  # ADA's r_t over the global batch
         return metrics, d_grads, g_grads
 
-    def _discriminate(self, z, real, fake, features, replica) -> objectives.Forward:
+    def _discriminate(self, z, real, fake, features, replica) -> terms.Forward:
         """D's scores on the (augmented) reals and fakes, and the reals' input gradients if a term needs them."""
         real_in = self.augmenter(real, self.seed(AUGMENT_REAL_SALT, replica))
         fake_in = self.augmenter(fake, self.seed(AUGMENT_FAKE_SALT, replica))
@@ -173,7 +173,7 @@ class GANTrainer:
             real_scores = self.discriminator(real_in, training=True)
         fake_scores = self.discriminator(fake_in, training=True)
         needs_gradients = any(term.needs_real_gradients for term in self.terms)
-        return objectives.Forward(
+        return terms.Forward(
             z=z, fake=fake, features=features, real=real, real_scores=real_scores, fake_scores=fake_scores,
             real_gradients=tape.gradient(real_scores, real_in) if needs_gradients else None,
             seed=lambda salt: self.seed(salt, replica),
