@@ -1,4 +1,5 @@
-"""End-to-end: the train.py CLI on real faces, resume, generate, stops, strategies."""
+"""End-to-end: training through the command line (python train.py) on real faces: run folder, resume, generate,
+nearest, refusals, stops, strategies."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,16 +16,17 @@ import tensorflow as tf
 
 from conftest import ROOT, require_shared
 from illustration_gan import config as config_lib
-from illustration_gan import augment, data, distribute, run_folder, training_loop
+from illustration_gan import data, run_folder, training
+from illustration_gan.training import augment
 
 SMALL = ["--model", "dcgan", "--image_size", "32", "--g_width", "16", "--d_width", "16", "--z_dim", "32",
          "--batch_size", "16"]
 
 
-def run_cli(*args, check=True, timeout=240, **kwargs):
+def run_cli(*args, check=True, timeout=240, env_override=None, **kwargs):
     result = subprocess.run(
         [sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, **kwargs,
+        env=env_override or os.environ, **kwargs,
     )
     if check and result.returncode != 0:
         raise AssertionError(f"train.py {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
@@ -59,7 +60,8 @@ def test_train_writes_a_complete_run_folder(trained_run):
     for name in ["training_options.json", "stats.jsonl", "fakes_000001.png", "losses.png", "progress.gif",
                  "generator.keras", "log.txt"]:
         assert (run_dir / name).is_file(), name
-    assert list((run_dir / "checkpoints").glob("ckpt-1.index"))
+    checkpoint = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
+    assert checkpoint and tf.train.load_variable(checkpoint, "step/.ATTRIBUTES/VARIABLE_VALUE") == 4
     assert list((run_dir / "tensorboard").iterdir())
     options = json.loads((run_dir / "training_options.json").read_text())
     assert options["dataset"]["num_images"] == 66  # 64 faces + the gray and the RGBA image
@@ -87,24 +89,6 @@ def test_resume_continues_counters_and_appends_stats(trained_run):
     assert [r["epoch"] for r in records] == [1, 2]
     assert records[1]["step"] == 8
     assert (run_dir / "fakes_000002.png").is_file()
-
-
-def test_training_minutes_count_writing_time_but_not_the_pause_before_a_resume():
-    records = [
-        {"epoch_seconds": 50.0, "wall_time": 1000.0},
-        {"epoch_seconds": 50.0, "wall_time": 1060.0},  # 10 s of grid and checkpoint writing counted
-        {"epoch_seconds": 50.0, "wall_time": 9000.0},  # resumed hours later: only the epoch counts
-        {"epoch_seconds": 50.0, "wall_time": 9055.0},
-    ]
-    assert run_folder.training_minutes(records) == pytest.approx([50 / 60, 110 / 60, 160 / 60, 215 / 60])
-
-
-def test_grid_tiles_recovers_the_images_of_a_grid():
-    images = np.random.default_rng(0).integers(0, 256, size=(7, 5, 5, 3), dtype=np.uint8)
-    tiles = run_folder.grid_tiles(run_folder.image_grid(images), 5)
-    assert tiles.shape == (9, 5, 5, 3)
-    np.testing.assert_array_equal(tiles[:7], images)
-    assert (tiles[7:] == 255).all()  # the blank cells of a 3x3 grid
 
 
 def test_generate_writes_exactly_n_images_reproducibly_and_never_overwrites(trained_run, tmp_path):
@@ -135,7 +119,7 @@ def test_generate_defaults_to_a_new_folder_in_the_newest_run(trained_run):
     assert len(list((run_dir / "generated-001").glob("seed*.png"))) == 3
 
 
-def test_flags_fail_with_one_clear_line(tmp_path):
+def test_flags_fail_with_one_clear_line(tmp_path, real_faces):
     bad = run_cli("--TYPE", "train", "--image_size", "48", check=False)
     assert bad.returncode != 0 and "image_size" in bad.stderr and "Traceback" not in bad.stderr
     empty = tmp_path / "empty"
@@ -144,12 +128,33 @@ def test_flags_fail_with_one_clear_line(tmp_path):
     assert none.returncode != 0 and "no images" in none.stderr and "Traceback" not in none.stderr
     clocks = run_cli("--TYPE", "train", "--strategy", "multiworker", "--max_minutes", "5", "--run_dir", "x", check=False)
     assert clocks.returncode != 0 and "--max_minutes is per process" in clocks.stderr and "Traceback" not in clocks.stderr
-    packs = run_cli("--TYPE", "train", "--model", "fast", "--pack", "8", "--strategy", "mirrored", "--cpu_replicas", "2",
-                    "--run_root", str(tmp_path / "p"), check=False)
-    assert packs.returncode != 0 and "replicas gets 4 images" in packs.stderr and "Traceback" not in packs.stderr
+    split = run_cli("--TYPE", "train", "--path", str(real_faces), "--batch_size", "15", "--strategy", "mirrored",
+                    "--cpu_replicas", "2", "--run_root", str(tmp_path / "p"), check=False)
+    assert split.returncode != 0 and "does not split evenly over 2 replicas" in split.stderr
+    assert "Traceback" not in split.stderr
+    hinge = run_cli("--TYPE", "train", "--loss", "hinge", "--balance", "margin", "--dry_run", check=False)
+    assert hinge.returncode != 0 and "use --loss minimax" in hinge.stderr and "Traceback" not in hinge.stderr
+    pruned = run_cli("--TYPE", "train", "--feature_matching", "0.1", "--dry_run", check=False)
+    assert pruned.returncode != 0 and "feature_matching" in pruned.stderr and "Traceback" not in pruned.stderr
     dry = run_cli("--TYPE", "train", "--model", "wgan", "--batch_size", "8", "--dry_run")
     config = json.loads(dry.stdout)
     assert config["training"]["batch_size"] == 8 and config["training"]["loss"] == "wasserstein"
+
+
+def test_nearest_writes_the_mse_picture_and_says_it_skipped_the_inception_one(trained_run, tmp_path):
+    run_dir, folder, _ = trained_run
+    env = {k: v for k, v in os.environ.items() if k != "ILLUSTRATION_GAN_FID_WEIGHTS"}
+    env["HOME"] = str(tmp_path)  # no FID weights in ~/.cache
+    output = tmp_path / "nearest.png"
+    result = run_cli("--TYPE", "nearest", "--run_dir", str(run_dir), "--path", str(folder), "--output", str(output),
+                     env_override=env)
+    assert output.is_file() and "pixel MSE" in result.stdout
+    assert "skipped the picture by Inception-feature distance" in result.stdout
+    assert not (tmp_path / "nearest-inception.png").exists()
+    missing = run_cli("--TYPE", "nearest", "--run_dir", str(run_dir), "--fid_weights", str(tmp_path / "no.npz"),
+                      "--output", str(tmp_path / "other.png"), check=False, env_override=env)
+    assert missing.returncode == 2 and "no.npz" in missing.stderr and "Traceback" not in missing.stderr
+    assert not (tmp_path / "other.png").exists()  # refused before any picture
 
 
 def _in_process_config(**overrides):
@@ -162,10 +167,10 @@ def test_time_limit_checkpoints_mid_epoch_and_resume_finishes_it(real_faces, tmp
     source = data.scan(str(real_faces))
     strategy = tf.distribute.get_strategy()
     run_dir = str(tmp_path / "run")
-    trainer = training_loop.train(_in_process_config(max_minutes=1e-9), source, run_dir, strategy)
+    trainer = training.train(_in_process_config(max_minutes=1e-9), source, run_dir, strategy)
     assert int(trainer.step.numpy()) == 1 and int(trainer.epoch.numpy()) == 0
     assert not os.path.exists(os.path.join(run_dir, "stats.jsonl"))
-    trainer = training_loop.train(_in_process_config(), source, run_dir, strategy, resume=True)
+    trainer = training.train(_in_process_config(), source, run_dir, strategy, resume=True)
     assert int(trainer.step.numpy()) == 4 and int(trainer.epoch.numpy()) == 1
     assert [r["step"] for r in run_folder.read_jsonl(os.path.join(run_dir, "stats.jsonl"))] == [4]
 
@@ -173,8 +178,8 @@ def test_time_limit_checkpoints_mid_epoch_and_resume_finishes_it(real_faces, tmp
 def test_non_finite_loss_stops_with_a_clear_message(real_faces, tmp_path):
     source = data.scan(str(real_faces))
     config = _in_process_config(d_lr=1e30, g_lr=1e30, beta1=0.0)
-    with pytest.raises(training_loop.TrainingDiverged, match="non-finite loss"):
-        training_loop.train(config, source, str(tmp_path / "run"), tf.distribute.get_strategy())
+    with pytest.raises(training.TrainingDiverged, match="non-finite loss"):
+        training.train(config, source, str(tmp_path / "run"), tf.distribute.get_strategy())
 
 
 def test_sigterm_writes_a_checkpoint_before_exiting(tmp_path):
@@ -226,7 +231,7 @@ def test_mirrored_strategy_over_two_logical_cpus(real_faces, tmp_path, extra):
 
 
 def test_learning_rate_scale_is_flat_then_falls_linearly_to_zero():
-    scale = training_loop.learning_rate_scale
+    scale = training.learning_rate_scale
     assert [scale(p, 0.2) for p in (0.0, 0.8, 0.9, 1.0, 1.5)] == pytest.approx([1.0, 1.0, 0.5, 0.0, 0.0])
     assert scale(0.99, 0.0) == 1.0  # 0 = off
 
@@ -234,7 +239,7 @@ def test_learning_rate_scale_is_flat_then_falls_linearly_to_zero():
 def test_lr_decay_lowers_both_rates_by_the_share_of_steps_done(real_faces, tmp_path):
     source = data.scan(str(real_faces))  # 64 images, batch 16: 4 steps per epoch, 8 in all
     config = _in_process_config(epochs=2, lr_decay=0.5, g_lr=1e-3, d_lr=4e-3)
-    trainer = training_loop.train(config, source, str(tmp_path / "run"), tf.distribute.get_strategy())
+    trainer = training.train(config, source, str(tmp_path / "run"), tf.distribute.get_strategy())
     stats = run_folder.read_jsonl(str(tmp_path / "run" / "stats.jsonl"))
     # The rate is set before each step from the steps done: 3/8 (flat) and 7/8 (a quarter left of the half).
     assert [r["g_lr"] for r in stats] == pytest.approx([1e-3, 0.25e-3])

@@ -1,0 +1,489 @@
+"""illustration-gan command line: train, generate, evaluate, inspect and serve GANs.
+
+  illustration-gan train --path faces/ --batch_size 64 --epochs 50
+  illustration-gan train                          # built-in toy faces, a few minutes on a CPU
+  illustration-gan generate --img_num 100         # newest run unless --run_dir / --checkpoint
+  illustration-gan train --resume latest          # continue the newest run
+  python train.py --TYPE train ...                # the same program, the command as a flag
+
+Flags marked [preset] take their value from the --model preset unless given
+explicitly (the default shown is the dataclass default); --dry_run prints the
+resolved configuration as JSON and exits.
+"""
+
+from __future__ import annotations
+
+import json
+import logging as pylogging
+import os
+import re
+import sys
+import tempfile
+import textwrap
+
+from absl import app, flags, logging
+
+from illustration_gan import config as config_lib
+
+FLAGS = flags.FLAGS
+
+COMMANDS = {
+    "train": "train a run (on the built-in toy faces when no --path is given)",
+    "generate": "write images (PNG files and a grid) from a run's generator",
+    "evaluate": "FID, KID, precision and recall of a run, or of one image folder against another",
+    "nearest": "the nearest-neighbour check: generated images above their closest training images",
+    "serve": "a run's local web page (samples, interpolation, dataset explorer)",
+}
+
+flags.DEFINE_enum("TYPE", "train", list(COMMANDS),
+                  "What to do: train a run, generate images, evaluate (FID, KID, precision, recall), "
+                  "write the nearest-neighbour check, or serve a run's local web page.")
+# Data
+flags.DEFINE_string("path", "", "Training images: a folder (searched recursively), a folder of TFRecord shards, "
+                    "or a glob of shards (gs:// works). Empty: train uses the built-in procedural toy faces; "
+                    "evaluate, nearest and serve use the run's training images.")
+flags.DEFINE_float("max_megapixels", 40.0, "Skip images larger than this (decompression-bomb guard; the face "
+                   "cropper's cap).", lower_bound=0)
+# Model
+flags.DEFINE_enum("model", "fast", sorted(config_lib.PRESETS),
+                  "Model preset (architecture + training recipe): fast (best measured at a 20-minute CPU budget), "
+                  "illustration (IllustrationGAN 2016), dcgan, wgan, dense. See README, Models.")
+flags.DEFINE_integer("image_size", 64, "Training resolution (32, 64, 128 or 256). Default 32 on the toy faces. "
+                     "[preset]")
+flags.DEFINE_integer("z_dim", 100, "Size of the latent vector z. [preset]", lower_bound=1)
+flags.DEFINE_integer("g_width", 64, "Generator channels at the finest level (doubling per level, up to 512). "
+                     "[preset]", lower_bound=1)
+flags.DEFINE_integer("d_width", 64, "Discriminator channels at the finest level. [preset]", lower_bound=1)
+flags.DEFINE_integer("minibatch_kernels", 0, "Minibatch discrimination kernels B (0 = off). [preset]", lower_bound=0)
+flags.DEFINE_bool("spectral_norm", False, "Spectrally normalised discriminator without batch norm (SNGAN; "
+                  "dcgan and fast models). [preset]")
+flags.DEFINE_enum("d_norm", "batch", list(config_lib.D_NORMS), "Normalisation of the discriminator's hidden "
+                  "layers: batch norm (DCGAN, IllustrationGAN) or none (biases instead; dcgan, fast and "
+                  "illustration models). [preset]")
+flags.DEFINE_enum("upsampling", "transposed", list(config_lib.UPSAMPLING), "DCGAN generator's 2x steps: 4x4 "
+                  "stride-2 transposed convolutions, or resize-convolutions (nearest 2x + 3x3 conv, against "
+                  "checkerboard artefacts; dcgan and fast models). [preset]")
+flags.DEFINE_bool("z_predictor", False, "IllustrationGAN's auxiliary z-predictor (illustration model only). [preset]")
+# Training recipe
+flags.DEFINE_integer("batch_size", 64, "Global batch size, split across replicas. [preset]", lower_bound=1)
+flags.DEFINE_integer("epochs", 50, "Epochs to train (total, counting epochs before a resume).", lower_bound=1)
+flags.DEFINE_enum("loss", "minimax", list(config_lib.LOSSES), "GAN loss: minimax (non-saturating G), hinge "
+                  "(SNGAN, SAGAN) or wasserstein (needs a critic, --model wgan). [preset]")
+flags.DEFINE_float("g_lr", 2e-4, "Generator learning rate. [preset]", lower_bound=0)
+flags.DEFINE_float("d_lr", 2e-4, "Discriminator learning rate. [preset]", lower_bound=0)
+flags.DEFINE_enum("balance", "none", list(config_lib.BALANCE_RULES), "When D and G update (see README, Regimes). "
+                  "[preset]")
+flags.DEFINE_integer("n_critic", 1, "Discriminator steps per generator step. [preset]", lower_bound=1)
+flags.DEFINE_float("clip_weights", 0.0, "Clip critic weights to +-value after each step (WGAN); 0 = off. [preset]",
+                   lower_bound=0)
+flags.DEFINE_float("gp_weight", 0.0, "Gradient penalty weight (WGAN-GP); 0 = off. [preset]", lower_bound=0)
+flags.DEFINE_float("r1_gamma", 0.0, "R1 penalty gamma on real images (minimax loss); 0 = off. [preset]",
+                   lower_bound=0)
+flags.DEFINE_string("augment", "", "DiffAugment policy for D's inputs: comma list of color, translation, cutout "
+                    "('' = off). [preset]")
+flags.DEFINE_string("ada_augment", "", "Transforms (of color, translation, cutout; not in --augment) applied to each "
+                    "of D's inputs with an adaptive probability p, raised while D is surer of the reals than "
+                    "ADA's target (ADA); '' = off. [preset]")
+flags.DEFINE_float("ema_kimg", 0.0, "Half-life (thousands of images) of the generator weight average used for "
+                   "samples and generator.keras; 0 = off. [preset]", lower_bound=0)
+flags.DEFINE_float("lr_decay", 0.0, "Final share of the run (of --epochs, or of --max_minutes when set) over which "
+                   "both learning rates fall linearly to 0; 0 = constant. [preset]", lower_bound=0, upper_bound=1)
+# Run
+flags.DEFINE_integer("seed", 0, "Random seed (z sampling, shuffling, generation).")
+flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multiworker"], "tf.distribute strategy.")
+flags.DEFINE_integer("cpu_replicas", 2, "--strategy mirrored without GPUs: logical CPU devices.", lower_bound=1)
+flags.DEFINE_enum("precision", "float32", ["float32", "mixed_float16", "mixed_bfloat16"], "Keras dtype policy.")
+flags.DEFINE_string("run_root", "runs", "Folder holding the run folders.")
+flags.DEFINE_string("run_dir", "", "A run folder: where to train (multi-worker) or which run to use ('' = newest).")
+flags.DEFINE_string("resume", "", "Continue a run from its newest checkpoint: a run folder or 'latest'.")
+flags.DEFINE_float("max_minutes", 0.0, "Stop (with a checkpoint) after this many minutes; 0 = no limit.",
+                   lower_bound=0)
+flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints to keep.", lower_bound=1)
+flags.DEFINE_bool("dry_run", False, "Print the resolved configuration as JSON and exit.")
+flags.DEFINE_bool("verbose", False, "Show TensorFlow's C++ log lines and INFO messages (hidden by default).")
+# Generate
+flags.DEFINE_integer("img_num", 100, "Number of images to generate.", lower_bound=1, upper_bound=100_000)
+flags.DEFINE_string("output", "", "Output of generate ('' = a new generated-NNN/ in the run folder) or of nearest "
+                    "('' = nearest-mse-seedS.png and nearest-inception-seedS.png in the run folder).")
+flags.DEFINE_string("checkpoint", "", "Generate from this checkpoint (prefix or checkpoints/ folder) instead of "
+                    "generator.keras.")
+flags.DEFINE_bool("overwrite", False, "Allow generate to replace existing files.")
+# Evaluate
+flags.DEFINE_string("compare_path", "", "evaluate: compare this image folder with --path instead of a generator.")
+flags.DEFINE_integer("num_samples", 5000, "Generated images per evaluation (part of the metric name: fid5k).",
+                     lower_bound=2)
+flags.DEFINE_integer("num_real", 5000, "Real images per evaluation (at most).", lower_bound=2)
+flags.DEFINE_string("fid_weights", "", "FID Inception weights (.npz); default: $ILLUSTRATION_GAN_FID_WEIGHTS, then "
+                    "~/.cache/illustration_gan/fid_inception_v3_2015-12-05.npz (see README, Evaluation).")
+flags.DEFINE_integer("fid_every", 0, "train: evaluate FID every N epochs and keep generator-best.keras; 0 = off.",
+                     lower_bound=0)
+# Serve
+flags.DEFINE_string("host", "127.0.0.1", "serve: address to listen on (anything but loopback is reachable by "
+                    "others).")
+flags.DEFINE_integer("port", 8000, "serve: port.", lower_bound=1, upper_bound=65535)
+
+flags.register_validator("image_size", lambda v: v in config_lib.IMAGE_SIZES,
+                         message=f"--image_size must be one of {config_lib.IMAGE_SIZES}")
+flags.register_multi_flags_validator(
+    ["strategy", "run_dir", "TYPE", "resume"],
+    lambda f: f["strategy"] != "multiworker" or f["TYPE"] != "train" or bool(f["run_dir"] or f["resume"]),
+    message="--strategy multiworker needs --run_dir (the same folder on every worker)",
+)
+flags.register_multi_flags_validator(
+    ["strategy", "max_minutes"],
+    # Each worker reads its own clock: they would stop (and set --lr_decay's rate) at different steps.
+    lambda f: f["strategy"] != "multiworker" or f["max_minutes"] == 0,
+    message="--max_minutes is per process; with --strategy multiworker limit the run by --epochs",
+)
+
+# The flags each command reads, in the groups its --help shows.
+HELP_GROUPS = {
+    "train": {
+        "data": "path max_megapixels",
+        "model": "model image_size z_dim g_width d_width minibatch_kernels spectral_norm d_norm upsampling "
+                 "z_predictor",
+        "training recipe": "batch_size epochs loss g_lr d_lr balance n_critic clip_weights gp_weight r1_gamma "
+                           "augment ada_augment ema_kimg lr_decay",
+        "run": "seed strategy cpu_replicas precision run_root run_dir resume max_minutes keep_checkpoints dry_run "
+               "verbose",
+        "FID during training": "fid_every num_samples num_real fid_weights",
+    },
+    "generate": {
+        "which generator": "run_dir checkpoint run_root",
+        "images": "img_num seed output overwrite verbose",
+    },
+    "evaluate": {
+        "what to compare": "run_dir run_root path compare_path image_size",
+        "metrics": "num_samples num_real fid_weights seed verbose",
+    },
+    "nearest": {
+        "nearest-neighbour check": "run_dir run_root path output seed fid_weights verbose",
+    },
+    "serve": {
+        "web page": "run_dir run_root path host port verbose",
+    },
+}
+ENVIRONMENT = {
+    "ILLUSTRATION_GAN_FID_WEIGHTS": "the FID Inception weights file (when --fid_weights is not given)",
+    "ILLUSTRATION_GAN_CACHE": "the cache root (toy faces, real-image features); default ~/.cache/illustration_gan",
+    "ILLUSTRATION_GAN_KEEP_WORKER_FILES": "=1: multiworker training keeps non-chief workers' scratch checkpoints "
+                                          "(run_dir/.workerN-scratch) for inspection",
+}
+
+CONFIG_FLAGS = (
+    "image_size z_dim g_width d_width minibatch_kernels spectral_norm d_norm upsampling z_predictor batch_size loss "
+    "g_lr d_lr balance n_critic clip_weights gp_weight r1_gamma augment ada_augment ema_kimg lr_decay epochs seed "
+    "strategy precision run_root max_minutes keep_checkpoints"
+).split()
+TOY_DEFAULTS = {"image_size": 32, "epochs": 10}  # the first-run default: minutes on a laptop CPU
+TOY_COUNT = 4096  # procedural toy faces when --path is empty
+NEAREST_COUNT, NEAREST_K = 8, 5  # generated images in the nearest picture's top row, neighbours below each
+HELP_ARGS = ("-h", "--help", "-help", "-?", "--helpshort")
+
+
+# ---------------------------------------------------------------- the commands
+
+
+def resolved_config() -> config_lib.Config:
+    overrides = {name: FLAGS[name].value for name in CONFIG_FLAGS if FLAGS[name].present}
+    if not FLAGS.path:
+        for name, value in TOY_DEFAULTS.items():
+            overrides.setdefault(name, value)
+    overrides["path"] = FLAGS.path
+    return config_lib.resolve(FLAGS.model, overrides)
+
+
+def run_train():
+    from illustration_gan import UserError, distribute, run_folder, toy_faces, training
+    from illustration_gan import data as data_lib
+
+    if FLAGS.resume:
+        run_dir = run_folder.resolve_run_dir(FLAGS.resume, FLAGS.run_root)
+        config = run_folder.read_config(run_dir)
+        changes = {name: FLAGS[name].value for name in ("epochs", "max_minutes") if FLAGS[name].present}
+        config = config_lib.resolve(config.preset, {**_flat(config), **changes})
+    else:
+        config = resolved_config()
+    if FLAGS.dry_run:
+        print(config_lib.dumps(config))
+        return 0
+    strategy = distribute.make_strategy(config.strategy, FLAGS.cpu_replicas)
+    path = config.path
+    if not path:
+        path = toy_faces.ensure_dataset(TOY_COUNT, seed=0)
+        print(f"No --path given: training on {TOY_COUNT} built-in procedural toy faces "
+              f"(cartoon faces with 6 hair colours x 4 eye colours x 2 hair styles), {path}", flush=True)
+    source = data_lib.scan(path, max_megapixels=FLAGS.max_megapixels)
+    if FLAGS.resume:
+        run_dir = run_folder.resolve_run_dir(FLAGS.resume, FLAGS.run_root)
+    elif FLAGS.run_dir:
+        run_dir = FLAGS.run_dir
+        if os.path.exists(os.path.join(run_dir, run_folder.STATS_FILE)) and distribute.is_chief(strategy):
+            raise UserError(f"{run_dir} already holds a run; use --resume {run_dir} to continue it")
+        os.makedirs(run_dir, exist_ok=True)
+    else:
+        dataset_name = "toyfaces" if not config.path else source.name
+        run_dir = run_folder.new_run_dir(config.run_root, dataset_name, config.preset)
+    print(f"run folder: {run_dir}  ({source.num_images} images, {len(source.skipped)} skipped; "
+          f"{strategy.num_replicas_in_sync} replica(s))", flush=True)
+    callbacks = []
+    if FLAGS.fid_every:
+        from illustration_gan import evaluation
+
+        callbacks.append(evaluation.FIDMonitor(run_dir, path, FLAGS.fid_every, FLAGS.num_samples, FLAGS.num_real,
+                                               FLAGS.fid_weights or None))
+    keep_worker_files = os.environ.get("ILLUSTRATION_GAN_KEEP_WORKER_FILES", "") == "1"
+    try:
+        training.train(config, source, run_dir, strategy, resume=bool(FLAGS.resume), callbacks=callbacks,
+                       keep_worker_files=keep_worker_files)
+    except training.TrainingInterrupted as stop:
+        return 128 + stop.signum
+    except training.TrainingDiverged as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _flat(config: config_lib.Config) -> dict:
+    data = config.to_json()
+    flat = {**data.pop("model"), **data.pop("training"), **data}
+    flat.pop("preset")
+    return flat
+
+
+def run_generate():
+    from illustration_gan import generate, run_folder
+
+    sampler = generate.load_sampler(FLAGS.run_dir, FLAGS.checkpoint, FLAGS.run_root)
+    if FLAGS.output:
+        output = FLAGS.output
+    else:
+        run_dir = FLAGS.run_dir or (os.path.dirname(os.path.dirname(os.path.abspath(FLAGS.checkpoint)))
+                                    if FLAGS.checkpoint else run_folder.latest_run_dir(FLAGS.run_root))
+        output = generate.next_output_dir(run_dir)
+    paths = generate.write_images(sampler, FLAGS.img_num, output, seed=FLAGS.seed, overwrite=FLAGS.overwrite)
+    print(f"wrote {len(paths) - 1} images and {os.path.basename(paths[-1])} to {output}")
+    return 0
+
+
+def run_evaluate():
+    from illustration_gan import evaluation, run_folder
+
+    weights = FLAGS.fid_weights or None
+    if FLAGS.compare_path:
+        scores = evaluation.compare_folders(FLAGS.path, FLAGS.compare_path, FLAGS.image_size, FLAGS.num_real, weights)
+        print(json.dumps({"path": FLAGS.path, "compare_path": FLAGS.compare_path, "image_size": FLAGS.image_size,
+                          **scores}, indent=2))
+        return 0
+    run_dir = run_folder.resolve_run_dir(FLAGS.run_dir, FLAGS.run_root)
+    record = evaluation.evaluate_run(run_dir, FLAGS.path, FLAGS.num_samples, FLAGS.num_real, weights,
+                                     seed=FLAGS.seed)
+    print(json.dumps(record, indent=2))
+    print(f"appended to {os.path.join(run_dir, evaluation.METRIC_FILE)}")
+    return 0
+
+
+def nearest_outputs(output: str, run_dir: str, seed: int) -> dict:
+    """Where `--TYPE nearest` writes its two pictures: {'mse': path, 'inception': path}."""
+    if not output:
+        return {m: os.path.join(run_dir, f"nearest-{m}-seed{seed}.png") for m in ("mse", "inception")}
+    stem, ext = os.path.splitext(output)
+    return {"mse": output, "inception": f"{stem}-inception{ext or '.png'}"}
+
+
+def run_nearest():
+    from illustration_gan import UserError, evaluation, metrics, run_folder
+
+    try:  # weights named by --fid_weights or $ILLUSTRATION_GAN_FID_WEIGHTS must exist; the cache file may not
+        weights = metrics.resolve_fid_weights(FLAGS.fid_weights or None)
+    except metrics.FIDWeightsNotFound as error:
+        if FLAGS.fid_weights or os.environ.get(metrics.DEFAULT_WEIGHTS_ENV):
+            raise UserError(str(error)) from None
+        weights = None
+    run_dir = run_folder.resolve_run_dir(FLAGS.run_dir, FLAGS.run_root)
+    path = FLAGS.path or run_folder.dataset_path(run_dir)
+    if not path:
+        raise UserError("pass --path: the training images to compare with")
+    outputs = nearest_outputs(FLAGS.output, run_dir, FLAGS.seed)
+    written = evaluation.nearest_picture(run_dir, path, outputs["mse"], NEAREST_COUNT, NEAREST_K, "mse",
+                                         seed=FLAGS.seed)
+    print(f"wrote {written}: top row generated, below each its {NEAREST_K} nearest training images by pixel MSE")
+    if weights is None:
+        print("skipped the picture by Inception-feature distance: FID weights not found (pass --fid_weights; "
+              "see README, Evaluation)")
+        return 0
+    written = evaluation.nearest_picture(run_dir, path, outputs["inception"], NEAREST_COUNT, NEAREST_K, "inception",
+                                         seed=FLAGS.seed, fid_weights=weights)
+    print(f"wrote {written}: the same by Inception-feature distance")
+    return 0
+
+
+def run_serve():
+    from illustration_gan import run_folder, serve
+
+    run_dir = run_folder.resolve_run_dir(FLAGS.run_dir, FLAGS.run_root)
+    serve.serve(run_dir, FLAGS.path or None, host=FLAGS.host, port=FLAGS.port)
+    return 0
+
+
+# ---------------------------------------------------------------- TensorFlow's log noise
+
+# Notices of TensorFlow's C++ logger while it loads ("I0000 00:00:1796099027.125336    6391 port.cc:153] oneDNN
+# custom operations are on. ..."), absl's preamble to them, and cpu_feature_guard's second line.
+_IMPORT_NOISE = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\)|[IW]\d{4} \d\d:\d\d:\d+\.\d+ "
+                           r"+\d+ \S+:\d+\] |To enable the following instructions:)")
+
+
+def import_tensorflow(verbose: bool) -> None:
+    """Imports TensorFlow with its C++ logger silenced unless `verbose`.
+
+    TF_CPP_MIN_LOG_LEVEL=3 silences the C++ logger from then on. A few notices (oneDNN's
+    "custom operations are on") go straight to absl's C++ log while TensorFlow's shared
+    libraries load, before that setting applies and with no environment variable of
+    their own, so the import runs with file descriptor 2 captured and the lines that
+    are not such notices are written back to stderr.
+    """
+    if verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")
+    else:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    if verbose or "tensorflow" in sys.modules:
+        import tensorflow  # noqa: F401
+
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            kept = [line for line in capture.read().decode(errors="replace").splitlines(keepends=True)
+                    if not _IMPORT_NOISE.match(line)]
+            sys.stderr.write("".join(kept))
+            sys.stderr.flush()
+
+
+# ---------------------------------------------------------------- help
+
+
+def _flag_help(name: str, width: int = 100) -> str:
+    flag = FLAGS[name]
+    if flag.boolean:
+        head = f"--[no]{name}  (default: {'on' if flag.default else 'off'})"
+    else:
+        head = f"--{name}={flag.default if flag.default not in ('', None) else repr('')}"
+    body = textwrap.fill(flag.help, width, initial_indent=" " * 8, subsequent_indent=" " * 8)
+    return f"    {head}\n{body}"
+
+
+def command_help(command: str, program: str = "illustration-gan") -> str:
+    invocation = f"{program} {command}" if program == "illustration-gan" else f"{program} --TYPE {command}"
+    lines = [f"{invocation} [--flag=value ...]: {COMMANDS[command]}.", ""]
+    for group, names in HELP_GROUPS[command].items():
+        lines.append(f"  {group}:")
+        lines.extend(_flag_help(name) for name in names.split())
+        lines.append("")
+    if command == "train":
+        lines.append("  environment:")
+        lines.extend(f"    {key}: {text}" for key, text in ENVIRONMENT.items())
+        lines.append("")
+    return "\n".join(lines)
+
+
+def overview() -> str:
+    lines = [
+        "illustration-gan: train, generate from, evaluate, inspect and serve GANs of anime faces.",
+        "",
+        "usage: illustration-gan COMMAND [--flag=value ...]",
+        "       python train.py --TYPE COMMAND [--flag=value ...]   (the same program)",
+        "",
+        "commands:",
+        *(f"  {name:<9} {text}" for name, text in COMMANDS.items()),
+        "",
+        "`illustration-gan COMMAND --help` lists a command's flags by group; "
+        "`--helpfull` lists every flag, absl's own included.",
+    ]
+    return "\n".join(lines)
+
+
+def full_help(program: str) -> str:
+    """Every command's flags: `python train.py --help`."""
+    parts = [overview(), ""]
+    parts.extend(command_help(command, program) for command in COMMANDS)
+    return "\n".join(parts)
+
+
+# ---------------------------------------------------------------- entry points
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    import_tensorflow(FLAGS.verbose)
+    from illustration_gan import UserError
+
+    if not FLAGS["verbosity"].present:
+        # TensorFlow's INFO lines drown the per-epoch log
+        logging.set_verbosity(logging.INFO if FLAGS.verbose else logging.WARNING)
+    if not FLAGS.verbose:  # "WARNING: skipping x.jpg: ..." rather than a C++-style "W1201 04:33:53.7 123 data.py:145] "
+        logging.get_absl_handler().setFormatter(pylogging.Formatter("%(levelname)s: %(message)s"))
+    try:
+        commands = {"train": run_train, "generate": run_generate, "evaluate": run_evaluate, "nearest": run_nearest,
+                    "serve": run_serve}
+        return commands[FLAGS.TYPE]()
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def run(argv: list[str] | None = None) -> None:
+    """`python train.py --TYPE COMMAND [flags]`: `--help` shows every command's flags (or --TYPE's)."""
+    argv = list(sys.argv if argv is None else argv)
+    if any(arg in HELP_ARGS for arg in argv[1:]):
+        command = _given_type(argv[1:])
+        program = "python train.py"
+        print(command_help(command, program) if command else full_help(program))
+        sys.exit(0)
+    app.run(main, argv=argv)
+
+
+def _given_type(args: list[str]) -> str | None:
+    for i, arg in enumerate(args):
+        if arg.startswith("--TYPE="):
+            value = arg.split("=", 1)[1]
+        elif arg == "--TYPE" and i + 1 < len(args):
+            value = args[i + 1]
+        else:
+            continue
+        return value if value in COMMANDS else None
+    return None
+
+
+def console_main(argv: list[str] | None = None) -> None:
+    """`illustration-gan COMMAND [flags]`, the same as `python train.py --TYPE COMMAND [flags]`."""
+    argv = list(sys.argv if argv is None else argv)
+    args = argv[1:]
+    if not args or args[0] in HELP_ARGS or args[0] == "help":
+        print(overview())
+        sys.exit(0 if args else 2)
+    command, rest = args[0], args[1:]
+    if command not in COMMANDS:
+        print(f"error: unknown command {command!r}; choose from {', '.join(COMMANDS)}\n\n{overview()}",
+              file=sys.stderr)
+        sys.exit(2)
+    if any(arg in HELP_ARGS for arg in rest):
+        print(command_help(command))
+        sys.exit(0)
+    if any(arg == "--TYPE" or arg.startswith("--TYPE=") for arg in rest):
+        print(f"error: the command ({command}) replaces --TYPE", file=sys.stderr)
+        sys.exit(2)
+    app.run(main, argv=[argv[0], f"--TYPE={command}", *rest])
+
+
+if __name__ == "__main__":
+    console_main()

@@ -1,0 +1,193 @@
+"""The command line (illustration_gan/cli.py): the console entry point, help by command, flag budget, quiet logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+
+SCRIPT = Path(sys.executable).parent / "illustration-gan"  # the console script `pip install -e .` writes
+CPP_LOG_LINE = re.compile(r"^[IWEF]\d{4} ", re.MULTILINE)  # TensorFlow's C++ logger: "E0000 00:00:... ] ..."
+MAX_FLAGS = 49  # issue 21: at most 50, one left for issue 22's --update_order
+
+
+def run(args, env=None, timeout=240):
+    return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def console(*args, **kwargs):
+    """`illustration-gan ARGS`: the installed script, or the same function through `python -m`."""
+    program = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "illustration_gan.cli"]
+    return run([*program, *args], **kwargs)
+
+
+def train_py(*args, **kwargs):
+    return run([sys.executable, str(ROOT / "train.py"), *args], **kwargs)
+
+
+@pytest.fixture(scope="module")
+def cli_flags():
+    """{name: help} of the flags illustration_gan.cli defines, and its HELP_GROUPS (read in a fresh process)."""
+    code = (
+        "import json; from absl import flags; from illustration_gan import cli; "
+        "print(json.dumps({'flags': {f.name: f.help for f in flags.FLAGS.get_flags_for_module('illustration_gan.cli')},"
+        " 'groups': cli.HELP_GROUPS}))"
+    )
+    result = run([sys.executable, "-c", code])
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_console_script_is_installed():
+    if not SCRIPT.exists():
+        pytest.skip(f"{SCRIPT} not found: run `pip install -e .` to install the console script")
+    assert "illustration_gan.cli" in SCRIPT.read_text()
+
+
+def test_a_command_is_the_same_as_its_type_flag():
+    args = ["--model", "wgan", "--batch_size", "8", "--dry_run"]
+    by_command = console("train", *args)
+    by_flag = train_py("--TYPE", "train", *args)
+    assert by_command.returncode == 0 and by_flag.returncode == 0, by_command.stderr + by_flag.stderr
+    config = json.loads(by_command.stdout)
+    assert config == json.loads(by_flag.stdout)
+    assert config["training"]["batch_size"] == 8 and config["training"]["loss"] == "wasserstein"
+    module = run([sys.executable, "-m", "illustration_gan.cli", "train", *args])
+    assert json.loads(module.stdout) == config
+
+
+def test_console_refuses_unknown_commands_and_a_second_type_with_one_line():
+    unknown = console("fit")
+    assert unknown.returncode == 2 and "unknown command 'fit'" in unknown.stderr and "Traceback" not in unknown.stderr
+    twice = console("generate", "--TYPE", "train")
+    assert twice.returncode == 2 and "replaces --TYPE" in twice.stderr
+    bare = console()
+    assert bare.returncode == 2 and "commands:" in bare.stdout
+
+
+def test_overview_help_lists_the_commands():
+    result = console("--help")
+    assert result.returncode == 0
+    for command in ("train", "generate", "evaluate", "nearest", "serve"):
+        assert re.search(rf"^  {command} ", result.stdout, re.MULTILINE), command
+
+
+def _groups(help_text: str) -> dict[str, list[str]]:
+    """{group heading: [flag names]} of a command's --help."""
+    groups, current = {}, None
+    for line in help_text.splitlines():
+        if re.match(r"^  \S.*:$", line):
+            current = groups.setdefault(line.strip().rstrip(":"), [])
+        elif current is not None and (match := re.match(r"^    --(?:\[no\])?(\w+)", line)):
+            current.append(match.group(1))
+    return groups
+
+
+def test_train_help_groups_the_train_flags():
+    result = console("train", "--help")
+    assert result.returncode == 0, result.stderr
+    groups = _groups(result.stdout)
+    assert list(groups)[:4] == ["data", "model", "training recipe", "run"]
+    assert "path" in groups["data"] and "max_megapixels" in groups["data"]
+    assert "g_width" in groups["model"] and "batch_size" in groups["training recipe"]
+    assert "resume" in groups["run"] and "verbose" in groups["run"]
+    listed = {name for names in groups.values() for name in names}
+    assert not listed & {"img_num", "host", "port", "compare_path", "checkpoint"}  # other commands' flags
+    assert "ILLUSTRATION_GAN_KEEP_WORKER_FILES" in result.stdout
+
+
+@pytest.mark.parametrize("command, has, lacks", [
+    ("generate", {"img_num", "checkpoint", "output", "seed"}, {"batch_size", "port"}),
+    ("evaluate", {"compare_path", "num_samples", "fid_weights"}, {"img_num", "g_lr"}),
+    ("nearest", {"run_dir", "path", "fid_weights"}, {"img_num", "model"}),
+    ("serve", {"host", "port", "run_dir"}, {"epochs", "img_num"}),
+])
+def test_each_command_help_shows_its_own_flags(command, has, lacks):
+    result = console(command, "--help")
+    assert result.returncode == 0, result.stderr
+    listed = {name for names in _groups(result.stdout).values() for name in names}
+    assert has <= listed and not lacks & listed
+
+
+def test_every_flag_belongs_to_a_command_and_train_py_help_lists_them_all(cli_flags):
+    grouped = {name for groups in cli_flags["groups"].values() for names in groups.values() for name in names.split()}
+    assert set(cli_flags["flags"]) - grouped == {"TYPE"}  # the command itself
+    assert grouped <= set(cli_flags["flags"])
+    result = train_py("--help")
+    assert result.returncode == 0, result.stderr
+    for name in grouped:
+        assert re.search(rf"--(\[no\])?{name}\b", result.stdout), name
+    one = train_py("--TYPE", "serve", "--help")
+    assert "--port" in one.stdout and "--batch_size" not in one.stdout
+
+
+def test_the_command_line_defines_at_most_49_flags(cli_flags):
+    names = set(cli_flags["flags"])
+    assert len(names) <= MAX_FLAGS, sorted(names)
+    # Pruned options and options that lost their flag (their preset values stay in the config).
+    gone = {"pack", "minibatch_stddev", "d_batch", "mode_seeking", "feature_matching", "feature_matching_split",
+            "xla", "fc_units", "minibatch_dims", "optimizer", "beta1", "beta2", "label_smoothing", "noisy_labels",
+            "margin", "monitor_ratio", "zpred_weight", "ada_target", "toy_count", "keep_worker_files",
+            "features_cache", "nearest_count", "nearest_metric"}
+    assert not names & gone
+    assert {"verbose", "max_megapixels"} <= names
+
+
+def test_a_removed_flag_fails_with_one_clear_line():
+    result = console("train", "--pack", "2", "--dry_run")
+    assert result.returncode != 0 and "pack" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    """32 random 40x40 images made here (no shared data needed) and one 200x200 (0.04 megapixels)."""
+    import cv2
+
+    folder = tmp_path_factory.mktemp("tiny") / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(32):
+        cv2.imwrite(str(folder / f"{i}.png"), rng.integers(0, 256, size=(40, 40, 3), dtype=np.uint8))
+    cv2.imwrite(str(folder / "big.png"), rng.integers(0, 256, size=(200, 200, 3), dtype=np.uint8))
+    return folder
+
+
+TINY = ["--epochs", "1", "--image_size", "32", "--g_width", "8", "--d_width", "8", "--z_dim", "16",
+        "--batch_size", "16"]
+
+
+def test_training_prints_no_tensorflow_cpp_log_lines_and_skips_images_over_max_megapixels(tiny_folder, tmp_path):
+    env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}  # a user's shell
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "--TYPE", "train", "--path", str(tiny_folder),
+         "--run_root", str(tmp_path / "runs"), "--max_megapixels", "0.01", *TINY],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "epoch 1/1" in result.stdout
+    output = result.stdout + result.stderr
+    assert not CPP_LOG_LINE.findall(output), output
+    assert "oneDNN" not in output and "absl::InitializeLog" not in output, output
+    assert "(32 images" in result.stdout and "big.png" in result.stderr  # skipped, and named
+
+
+def test_verbose_lets_tensorflow_log():
+    env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    quiet = subprocess.run([sys.executable, str(ROOT / "train.py"), "--dry_run"], cwd=ROOT, capture_output=True,
+                           text=True, timeout=120, env=env)
+    loud = subprocess.run([sys.executable, str(ROOT / "train.py"), "--dry_run", "--verbose"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert quiet.returncode == 0 and loud.returncode == 0
+    assert not CPP_LOG_LINE.findall(quiet.stderr)
+    if not CPP_LOG_LINE.findall(loud.stderr):
+        pytest.skip("this TensorFlow build logs nothing at start-up on this machine")
+    assert json.loads(loud.stdout) == json.loads(quiet.stdout)
