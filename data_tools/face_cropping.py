@@ -37,6 +37,7 @@ import cv2
 import numpy as np
 
 from data_tools import image_io
+from illustration_gan import MAX_MEGAPIXELS  # a constant only: imports nothing heavy
 
 Box = tuple[int, int, int, int]  # x, y, w, h in source pixels
 
@@ -56,7 +57,7 @@ class CropSettings:
     min_std: float = 3.0
     encoding: str = "png"  # "png" or "jpg": how crops are encoded
     jpeg_quality: int = 95
-    max_pixels: int = 40_000_000
+    max_pixels: int = int(MAX_MEGAPIXELS * 1e6)  # one cap with the trainer's --max_megapixels
     detect_max_side: int = 4096  # 0: never downscale for detection
     thumbnail_side: int = 480  # for the preview's illustrations
     single_thread: bool = False  # cv2.setNumThreads(1) (when running in a pool)

@@ -8,6 +8,10 @@ regimes (the GAN) -> training_loop (the step and the epochs) -> run_folder
 
 __version__ = "0.1.0"
 
+# Images whose header declares more pixels are refused unread (a decompression-bomb guard):
+# the default of data.scan(max_megapixels=...), train.py's --max_megapixels and the cropper's.
+MAX_MEGAPIXELS = 40.0
+
 
 class UserError(Exception):
     """A problem the user can fix (bad path, no images, existing output).

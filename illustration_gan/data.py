@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from typing import Iterator, Sequence
 
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from illustration_gan import UserError
+from illustration_gan import MAX_MEGAPIXELS, UserError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 TFRECORD_PATTERNS = ("*.tfrecord", "*.tfrecords", "*.tfrecord.gz")
@@ -37,19 +38,140 @@ class ImageSource:
     kind: str  # "files" | "tfrecord"
     files: tuple[str, ...]  # image files, or TFRecord shard files
     num_images: int
-    skipped: tuple[str, ...] = ()  # undecodable files (or "record N" for TFRecords)
+    skipped: tuple[str, ...] = ()  # every input left out (or "record N" for TFRecords)
     path: str = ""  # what was scanned
+    # Why inputs were left out: {"undecodable", "too_large", "repeated_link", "non_utf8_name": count}.
+    skipped_counts: dict = dataclasses.field(default_factory=dict, compare=False)
+    max_megapixels: float = MAX_MEGAPIXELS  # the size cap `scan` applied
+
+
+@dataclasses.dataclass
+class _Listing:
+    files: list[str] = dataclasses.field(default_factory=list)
+    skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (shown path, reason)
+
+
+def _is_remote(path: str) -> bool:
+    return "://" in path
+
+
+def _shown(path: str) -> str:
+    """A path as text that prints and serialises: undecodable bytes of a name become \\xNN."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:  # os.listdir gave undecodable bytes as surrogates
+        return False
+
+
+def _is_image_name(name: str) -> bool:
+    return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
+
+
+def _list_local(path: str) -> _Listing:
+    """Walks a local folder, following each symlink at most once per real path.
+
+    A link back up the tree (`loop -> .`) or a second name for a folder or file
+    already listed is skipped as "repeated_link"; a name that is not valid UTF-8
+    (which TensorFlow's file functions cannot take) is skipped as "non_utf8_name".
+    """
+    out = _Listing()
+    seen: set[str] = set()  # real paths of the folders and files taken
+    pending, linked_folders, linked_files = [path], [], []
+    while pending or linked_folders:
+        if not pending:  # real folders first, so a link never hides the folder it points to
+            pending.append(linked_folders.pop(0))
+        folder = pending.pop()
+        real = os.path.realpath(folder)
+        if real in seen:
+            out.skipped.append((_shown(folder), "repeated_link"))
+            continue
+        seen.add(real)
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as error:
+            logging.warning("skipping folder %s: %s", _shown(folder), error.strerror or error)
+            continue
+        subfolders = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                is_dir = entry.is_dir()  # follows links
+            except OSError:
+                is_dir = False
+            if not is_dir and not _is_image_name(entry.name):
+                continue
+            if not _utf8(entry.name):
+                out.skipped.append((_shown(entry.path), "non_utf8_name"))
+            elif entry.is_symlink():
+                (linked_folders if is_dir else linked_files).append(entry.path)
+            elif is_dir:
+                subfolders.append(entry.path)
+            else:
+                seen.add(os.path.realpath(entry.path))
+                out.files.append(entry.path)
+        pending.extend(reversed(subfolders))  # depth-first, in name order
+    for link in linked_files:
+        real = os.path.realpath(link)
+        if real in seen:
+            out.skipped.append((_shown(link), "repeated_link"))
+        else:
+            seen.add(real)
+            out.files.append(link)
+    out.files.sort()
+    return out
 
 
 def list_image_files(path: str) -> list[str]:
-    """All image files below `path` (recursive, sorted, hidden folders skipped)."""
-    found = []
+    """All image files below `path` (recursive, sorted, hidden folders skipped).
+
+    Local folders: symlinks are followed at most once per real path and names that
+    are not UTF-8 are left out (`scan` reports both); other filesystems: tf.io.gfile.
+    """
+    return _list_files(path).files
+
+
+def _list_files(path: str) -> _Listing:
+    if not _is_remote(path):
+        return _list_local(path)
+    out = _Listing()
     for root, dirs, files in tf.io.gfile.walk(path):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in files:
-            if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith("."):
-                found.append(os.path.join(root, name))
-    return sorted(found)
+        out.files += [os.path.join(root, name) for name in files if _is_image_name(name)]
+    out.files.sort()
+    return out
+
+
+def image_size_from_header(path: str) -> tuple[int, int] | None:
+    """(width, height) read from the file's header without decoding it, or None if unreadable."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opener = tf.io.gfile.GFile(path, "rb") if _is_remote(path) else open(path, "rb")
+            with opener as f, Image.open(f) as image:
+                return image.size
+    except Image.DecompressionBombError:  # over Pillow's own limit (~179 megapixels)
+        return (2 * Image.MAX_IMAGE_PIXELS + 1, 1) if Image.MAX_IMAGE_PIXELS else None
+    except Exception:  # noqa: BLE001  (not an image Pillow knows: TensorFlow's decoder decides)
+        return None
+
+
+def _too_large(files: Sequence[str], max_megapixels: float) -> dict[str, tuple[int, int]]:
+    """The files whose header declares more than `max_megapixels`, with their sizes."""
+    limit = max_megapixels * 1e6
+    large = {}
+    for path in files:
+        size = image_size_from_header(path)
+        if size is not None and size[0] * size[1] > limit:
+            large[path] = size
+    return large
 
 
 def list_tfrecords(path: str) -> list[str]:
@@ -100,9 +222,40 @@ def _encoded_images(source_kind: str, files: Sequence[str]) -> tf.data.Dataset:
     )
 
 
-def _decodable_indices(kind: str, files: Sequence[str]) -> tuple[np.ndarray, int]:
-    """Indices of inputs that decode, and the total number of inputs."""
+def _header_pixels(encoded: bytes) -> int:
+    """Pixels an encoded image declares in its header (-1: no header Pillow reads)."""
+    import io
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(encoded)) as image:
+                return image.size[0] * image.size[1]
+    except Image.DecompressionBombError:
+        return 2**62
+    except Exception:  # noqa: BLE001
+        return -1
+
+
+def _within_cap(encoded: tf.Tensor, max_megapixels: float) -> tf.Tensor:
+    pixels = tf.py_function(lambda e: _header_pixels(e.numpy()), [encoded], tf.int64)
+    return tf.cast(pixels, tf.float64) <= max_megapixels * 1e6
+
+
+def _decodable_indices(kind: str, files: Sequence[str], max_megapixels: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """Indices of inputs that decode, of records over the size cap, and the number of inputs.
+
+    Files over the cap are already left out by `scan`; records are checked here, on
+    their header, before anything is decoded.
+    """
     ds = _encoded_images(kind, files).enumerate()
+    large = np.zeros(0, np.int64)
+    if kind == "tfrecord":
+        checked = ds.map(lambda i, enc: (i, _within_cap(enc, max_megapixels)))
+        large = np.array([int(i) for i, ok in checked.as_numpy_iterator() if not ok], dtype=np.int64)
+        ds = ds.filter(lambda i, enc: _within_cap(enc, max_megapixels))
     ds = ds.map(
         lambda i, enc: (i, tf.shape(decode_to_rgb(enc, 8))[0]),
         num_parallel_calls=tf.data.AUTOTUNE,
@@ -113,46 +266,89 @@ def _decodable_indices(kind: str, files: Sequence[str]) -> tuple[np.ndarray, int
         total = len(files)
     else:
         total = sum(1 for _ in _records(files))
-    return indices, total
+    return indices, large, total
 
 
-def scan(path: str) -> ImageSource:
-    """Finds the usable images under `path`, warning about (and counting) bad files."""
+def scan(path: str, max_megapixels: float = MAX_MEGAPIXELS) -> ImageSource:
+    """Finds the usable images under `path`, warning about (and counting) what is left out.
+
+    Left out, each named in a warning and counted in `skipped_counts`: files that do not
+    decode ("undecodable"), images whose header declares more than `max_megapixels`
+    ("too_large", checked before decoding: a decompression-bomb guard, the cropper's cap
+    by default), a second path to a folder or file already seen through a symlink
+    ("repeated_link", so `loop -> .` is followed once) and names that are not UTF-8
+    ("non_utf8_name").
+    """
     if not path:
         raise UserError("no --path given")
     if not tf.io.gfile.exists(path) and not any(ch in path for ch in "*?["):
         raise UserError(f"--path {path} does not exist")
     name = os.path.basename(os.path.normpath(path.split("*")[0])) or "data"
+    left_out: list[tuple[str, str]] = []
     shards = list_tfrecords(path)
     if shards:
         kind, files = "tfrecord", shards
     else:
-        kind, files = "files", list_image_files(path)
+        listing = _list_files(path)
+        kind, files = "files", listing.files
+        left_out += listing.skipped
+        for shown, reason in listing.skipped:
+            if reason == "repeated_link":
+                logging.warning("skipping %s: a symlink to a folder or file already read", shown)
+            else:
+                logging.warning("skipping %s: its name is not UTF-8 (bytes shown as \\xNN); rename it to use it", shown)
+        large = _too_large(files, max_megapixels)
+        for file, (width, height) in large.items():
+            logging.warning(
+                "skipping %s: %dx%d = %.1f megapixels > --max_megapixels %g (decompression-bomb guard)",
+                file, width, height, width * height / 1e6, max_megapixels,
+            )
+        left_out += [(f, "too_large") for f in large]
+        files = [f for f in files if f not in large]
     if not files:
+        if left_out:
+            raise UserError(f"no usable image in {path}: all {len(left_out)} images were left out (see the warnings)")
         raise UserError(
             f"no images in {path}: expected {', '.join(IMAGE_EXTENSIONS)} files (searched recursively) or TFRecord shards"
         )
-    good, total = _decodable_indices(kind, files)
-    good_set = set(good.tolist())
+    good, large_records, total = _decodable_indices(kind, files, max_megapixels)
+    good_set, large_set = set(good.tolist()), set(large_records.tolist())
     if kind == "files":
-        skipped = tuple(f for i, f in enumerate(files) if i not in good_set)
+        undecodable = [f for i, f in enumerate(files) if i not in good_set]
         usable = tuple(files[i] for i in good)
     else:
-        skipped = tuple(f"record {i}" for i in range(total) if i not in good_set)
+        for i in large_records:
+            logging.warning("skipping record %d: over --max_megapixels %g (decompression-bomb guard)", i, max_megapixels)
+        left_out += [(f"record {i}", "too_large") for i in large_records]
+        undecodable = [f"record {i}" for i in range(total) if i not in good_set and i not in large_set]
         usable = tuple(files)
-    for bad in skipped:
+    for bad in undecodable:
         logging.warning("skipping %s: not a decodable image", bad)
+    left_out += [(bad, "undecodable") for bad in undecodable]
+    counts: dict[str, int] = {}
+    for _, reason in left_out:
+        counts[reason] = counts.get(reason, 0) + 1
     if not len(good):
-        raise UserError(f"no usable image in {path}: all {total} files failed to decode")
-    if skipped:
-        logging.warning("skipped %d of %d inputs that could not be decoded", len(skipped), total)
-    return ImageSource(name=name, kind=kind, files=usable, num_images=len(good), skipped=skipped, path=path)
+        why = f"all {total} files failed to decode" if set(counts) == {"undecodable"} else (
+            f"all {len(left_out)} inputs were left out ({', '.join(f'{n} {r}' for r, n in sorted(counts.items()))})"
+        )
+        raise UserError(f"no usable image in {path}: {why}")
+    if left_out:
+        logging.warning(
+            "left out %d inputs (%s); using %d",
+            len(left_out), ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items())), len(good),
+        )
+    return ImageSource(
+        name=name, kind=kind, files=usable, num_images=len(good), skipped=tuple(f for f, _ in left_out),
+        path=path, skipped_counts=counts, max_megapixels=max_megapixels,
+    )
 
 
 def _uint8_images(source: ImageSource, image_size: int) -> tf.data.Dataset:
-    ds = _encoded_images(source.kind, source.files).map(
-        lambda enc: decode_to_rgb(enc, image_size), num_parallel_calls=tf.data.AUTOTUNE
-    )
+    encoded = _encoded_images(source.kind, source.files)
+    if source.kind == "tfrecord" and source.skipped_counts.get("too_large"):
+        encoded = encoded.filter(lambda enc: _within_cap(enc, source.max_megapixels))
+    ds = encoded.map(lambda enc: decode_to_rgb(enc, image_size), num_parallel_calls=tf.data.AUTOTUNE)
     # Bad files are already left out of a folder's list; bad records can only be skipped here.
     return ds.ignore_errors() if source.skipped and source.kind == "tfrecord" else ds
 
@@ -202,6 +398,10 @@ def image_batches_uint8(
         files = list(path_or_files)
         if not files:
             raise UserError("no image files given")
+        large = _too_large(files, MAX_MEGAPIXELS)
+        for file in large:
+            logging.warning("skipping %s: over %g megapixels (decompression-bomb guard)", file, MAX_MEGAPIXELS)
+        files = [f for f in files if f not in large]
         source = ImageSource(name="files", kind="files", files=tuple(files), num_images=len(files))
     ds = _uint8_images(source, image_size).ignore_errors()
     if limit is not None:

@@ -1,6 +1,10 @@
 import hashlib
 import io
+import os
+import struct
+import zlib
 
+import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -109,3 +113,84 @@ def test_uint8_batches_follow_file_order(odd_folder):
     assert [f.rsplit("/", 1)[1] for f in files][:2] == ["cmyk.jpg", "corrupt.jpg"]
     batches = list(data.image_batches_uint8([str(odd_folder / "rgb.png"), str(odd_folder / "sub/gray.png")], 8, 1))
     assert batches[0][0, 0, 0].tolist() == [200, 10, 10] and batches[1][0, 0, 0].tolist() == [90, 90, 90]
+
+
+# ---------------------------------------------------------------------------
+# Hostile folders (issue 25, items 7-9)
+
+
+def _three_faces(folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, colour in enumerate([(200, 10, 10), (10, 200, 10), (10, 10, 200)]):
+        (folder / f"{i}.png").write_bytes(_png(np.full((16, 16, 3), colour, np.uint8)))
+    return folder
+
+
+def test_symlink_loops_and_repeated_links_are_followed_once(tmp_path):
+    folder = _three_faces(tmp_path / "faces")
+    (folder / "loop").symlink_to(".")  # loop -> .
+    (folder / "again.png").symlink_to(folder / "0.png")  # the same file under a second name
+    extra = _three_faces(tmp_path / "elsewhere")
+    (folder / "extra").symlink_to(extra)  # a link to another real folder is followed (once)
+    source = data.scan(str(folder))
+    assert source.num_images == 6
+    assert len(set(source.files)) == 6
+    assert source.skipped_counts == {"repeated_link": 2}
+    assert sorted(p.rsplit("/", 1)[1] for p in source.skipped) == ["again.png", "loop"]
+
+
+def test_non_utf8_file_names_are_skipped_with_a_warning(tmp_path, caplog):
+    folder = _three_faces(tmp_path / "faces")
+    bad = os.path.join(os.fsencode(folder), b"caf\xe9.png")
+    with open(bad, "wb") as f:
+        f.write(_png(np.zeros((16, 16, 3), np.uint8)))
+    with caplog.at_level("WARNING"):
+        source = data.scan(str(folder))
+    assert source.num_images == 3
+    assert source.skipped_counts == {"non_utf8_name": 1}
+    assert "caf\\xe9.png" in caplog.text  # named, escaped
+
+
+def _big_png(width, height):
+    """A valid PNG of a flat image: tiny on disk, width x height pixels decoded."""
+    return cv2.imencode(".png", np.zeros((height, width), np.uint8))[1].tobytes()
+
+
+def _png_header_only(width, height):
+    """A PNG whose header (with a correct CRC) claims width x height: a bomb's first bytes."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    data_ = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    idat = b"IDAT" + zlib.compress(b"\x00" * 64)
+    return data_ + struct.pack(">I", len(idat) - 4) + idat + struct.pack(">I", zlib.crc32(idat))
+
+
+def test_images_over_max_megapixels_are_skipped_before_decoding(tmp_path, caplog):
+    folder = _three_faces(tmp_path / "faces")
+    (folder / "large.png").write_bytes(_big_png(1500, 1000))  # 1.5 megapixels
+    (folder / "bomb.png").write_bytes(_png_header_only(100_000, 100_000))  # 10 gigapixels if decoded
+    with caplog.at_level("WARNING"):
+        source = data.scan(str(folder), max_megapixels=1.0)
+    assert source.num_images == 3
+    assert source.skipped_counts == {"too_large": 2}
+    assert sorted(p.rsplit("/", 1)[1] for p in source.skipped) == ["bomb.png", "large.png"]
+    assert "large.png" in caplog.text and "1500x1000" in caplog.text
+    # The default cap is the cropper's, one shared constant: 1.5 MP passes, the bomb does not.
+    from data_tools import face_cropping
+
+    assert face_cropping.CropSettings(cascade_path="").max_pixels == int(data.MAX_MEGAPIXELS * 1e6)
+    default = data.scan(str(folder))
+    assert default.num_images == 4 and default.skipped_counts == {"too_large": 1}
+
+
+def test_tfrecords_over_max_megapixels_are_skipped_before_decoding(tmp_path):
+    path = tmp_path / "faces-00000-of-00001.tfrecord"
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for encoded in [_png(np.zeros((16, 16, 3), np.uint8)), _png_header_only(100_000, 100_000), _big_png(1500, 1000)]:
+            feature = {"image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[encoded]))}
+            writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    source = data.scan(str(tmp_path), max_megapixels=1.0)
+    assert source.num_images == 1 and source.skipped == ("record 1", "record 2")
+    assert source.skipped_counts == {"too_large": 2}
+    batches = list(data.training_dataset(source, 8, 2, seed=0, cache=False).take(2).as_numpy_iterator())
+    assert all(b.shape == (2, 8, 8, 3) for b in batches)
