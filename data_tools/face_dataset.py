@@ -10,7 +10,9 @@ Layout of `--output`:
     .preview.png                    contact sheet (--preview); hidden so trainers skip it
 
 Resume: an illustration listed in sources.jsonl with status "ok" is not
-processed again; skipped (unreadable) ones are retried. Known faces (manifest)
+processed again; skipped (unreadable) ones are retried, and a retry adds a
+row only when its outcome differs from the recorded one (the last row of a
+source is its current record), so re-runs never duplicate rows. Known faces (manifest)
 seed the duplicate index, so a later run never adds a copy of an earlier face.
 Nothing is overwritten: a face file that exists but is not in the manifest is
 adopted if its bytes are identical (a run interrupted between the two writes)
@@ -123,6 +125,8 @@ class FaceDataset:
         self.manifest_ids = {row["id"] for row in self.manifest}
         sources = read_jsonl(os.path.join(output, SOURCES))
         self.done_sources = {row["source"] for row in sources if row.get("status") == "ok"}
+        # The current record of each source (the last row): a retry with the same outcome adds no row.
+        self._source_rows = {row["source"]: _canonical(row) for row in sources}
         self._check_folder(bool(sources or self.manifest))
         self._pending: dict[str, list[dict]] = {MANIFEST: [], REJECTED: [], SOURCES: []}
         self._shards: list[str] = []  # partial shard paths of this run
@@ -235,11 +239,14 @@ class FaceDataset:
 
     def finish_source(self, result: face_cropping.SourceResult, written: int) -> None:
         """Records that an illustration is done; png/jpg rows reach the disk now."""
-        self._pending[SOURCES].append({
+        row = {
             "source": result.source, "status": result.status, "reason": result.reason,
             "width": result.width, "height": result.height, "bytes": result.file_size,
             "faces_detected": len(result.faces), "faces_written": written, "notes": result.notes,
-        })
+        }
+        if self._source_rows.get(result.source) != _canonical(row):  # a retried skip that failed alike: no row
+            self._source_rows[result.source] = _canonical(row)
+            self._pending[SOURCES].append(row)
         if result.status == "ok":
             self.done_sources.add(result.source)
         if self.fmt != "tfrecord":
@@ -292,6 +299,10 @@ class FaceDataset:
     def _next_shard_index(self) -> int:
         indices = [int(m.group(1)) for m in map(SHARD_RE.match, os.listdir(self.output)) if m]
         return max(indices) + 1 if indices else 0
+
+
+def _canonical(row: dict) -> str:
+    return json.dumps(row, sort_keys=True)
 
 
 def _import_tensorflow():

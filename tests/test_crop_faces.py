@@ -510,3 +510,22 @@ def test_output_trains_for_one_short_epoch(tmp_path, cascade_path, shared_illust
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_re_runs_add_no_duplicate_sources_rows(tmp_path, cascade_path, shared_illustrations):
+    input_dir = make_input(tmp_path / "in", SUBSET[:1])
+    (input_dir / "text.jpg").write_text("this is not an image")
+    out = tmp_path / "out"
+    for _ in range(3):
+        run_quiet(config(input_dir, out, cascade_path))
+    rows = [(r["source"], r["status"]) for r in jsonl(out / "sources.jsonl")]
+    assert sorted(rows) == [(SUBSET[0], "ok"), ("text.jpg", "skipped")]
+    # A skipped file is still retried: once it is fixed, its new outcome is recorded (the last row wins).
+    (input_dir / "text.jpg").unlink()
+    (input_dir / "text.jpg").symlink_to(shared_illustrations / SUBSET[1])
+    summary = run_quiet(config(input_dir, out, cascade_path))
+    assert summary.images_read == 1
+    rows = [(r["source"], r["status"]) for r in jsonl(out / "sources.jsonl")]
+    assert rows[-1] == ("text.jpg", "ok") and len(rows) == 3
+    run_quiet(config(input_dir, out, cascade_path))
+    assert len(jsonl(out / "sources.jsonl")) == 3
