@@ -7,7 +7,11 @@ the evaluation code rely on.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import sys
+import time
+from typing import TextIO
 
 import keras
 import numpy as np
@@ -69,6 +73,14 @@ def _generator_from_checkpoint(checkpoint: str) -> Generator:
         if latest is None:
             raise UserError(f"no checkpoint in {checkpoint}")
         checkpoint = latest
+    elif not tf.io.gfile.glob(checkpoint + ".index"):
+        folder = os.path.dirname(os.path.abspath(checkpoint))
+        if not os.path.isdir(folder):
+            raise UserError(f"--checkpoint {checkpoint}: no such checkpoint or folder ({folder} does not exist)")
+        raise UserError(
+            f"--checkpoint {checkpoint}: no such checkpoint (no {os.path.basename(checkpoint)}.index in {folder}); "
+            "pass a run's checkpoints/ folder for its newest, or one of its ckpt-N prefixes"
+        )
     run_dir = os.path.dirname(os.path.dirname(os.path.abspath(checkpoint)))
     config = run_folder.read_config(run_dir)
     generator = build_networks(config.model).generator
@@ -82,19 +94,180 @@ def next_output_dir(run_dir: str) -> str:
     return os.path.join(run_dir, f"generated-{max(numbers, default=-1) + 1:03d}")
 
 
-def write_images(sampler: Sampler, count: int, output_dir: str, seed: int = 0, overwrite: bool = False) -> list[str]:
-    """Writes `count` PNGs and grid.png; refuses to replace existing files unless `overwrite`."""
-    names = [f"seed{seed:04d}-{i:06d}.png" for i in range(count)] + ["grid.png"]
+MARKER_FILE = "generate.json"  # in an output folder: seed, block size and generator of its images
+GRID_FILE = "grid.png"
+GRID_COUNT = 100
+
+
+class GenerationInterrupted(UserError):
+    """Ctrl-C during write_images: what was written is kept; the message says how to continue."""
+
+    def __init__(self, message: str, written: int):
+        super().__init__(message)
+        self.written = written
+
+
+def image_name(seed: int, index: int) -> str:
+    return f"seed{seed:04d}-{index:06d}.png"
+
+
+def generator_fingerprint(generator) -> str:
+    """A short hash of the generator's weights: which network an output folder's images came from."""
+    digest = hashlib.sha256()
+    for weight in generator.weights:
+        digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight)).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def write_images(
+    sampler: Sampler,
+    count: int,
+    output_dir: str,
+    seed: int = 0,
+    overwrite: bool = False,
+    progress: TextIO | None = sys.stderr,
+) -> list[str]:
+    """Writes `count` PNGs and grid.png, block by block; returns their paths (grid.png last).
+
+    Images are generated and written `sampler.batch_size` at a time, so memory does
+    not grow with `count`, with a progress line on `progress`. Image i depends only
+    on (generator, seed, i): its latent is row i of one stateless draw (a prefix of a
+    longer draw is the same), and it is always computed in the same full block. So a
+    run stopped by Ctrl-C (GenerationInterrupted: the files written are kept) is
+    continued by the same call: an output folder whose generate.json names the same
+    seed and generator keeps its existing images and writes only the missing ones.
+    Existing files of another seed or generator are refused unless `overwrite`.
+    """
+    names = [image_name(seed, i) for i in range(count)] + [GRID_FILE]
     paths = [os.path.join(output_dir, name) for name in names]
-    clashes = [p for p in paths if os.path.exists(p)]
-    if clashes and not overwrite:
-        raise UserError(
-            f"{len(clashes)} output files already exist in {output_dir} (e.g. {os.path.basename(clashes[0])}); "
-            "choose another --output or pass --overwrite"
-        )
+    marker = {"seed": seed, "block": sampler.batch_size, "generator": generator_fingerprint(sampler.generator)}
+    marker_path = os.path.join(output_dir, MARKER_FILE)
+    previous = _read_marker(marker_path)
+    same_images = previous is not None and {k: previous.get(k) for k in ("seed", "generator")} == {
+        k: marker[k] for k in ("seed", "generator")
+    }
+    if same_images and not overwrite:
+        marker["block"] = int(previous.get("block", marker["block"]))  # same blocks: bit-identical images
+    else:
+        clashes = [p for p in paths if os.path.exists(p)]
+        if clashes and not overwrite:
+            raise UserError(
+                f"{len(clashes)} output files already exist in {output_dir} (e.g. {os.path.basename(clashes[0])}) "
+                "and were not written by this generator with --seed "
+                f"{seed}; choose another --output or pass --overwrite"
+            )
     os.makedirs(output_dir, exist_ok=True)
-    images = sampler.sample_uint8(count, seed)
-    for path, image in zip(paths, images):
-        run_folder.save_png(path, image)
-    run_folder.save_png(paths[-1], run_folder.image_grid(images[: min(count, 100)]))
+    _remove_partial_files(output_dir)
+    run_folder.write_json(marker_path, marker)
+    keep_existing = same_images and not overwrite
+    block = marker["block"]
+    blocks = -(-count // block)
+    latents = sampler.latents(blocks * block, seed)  # padded to whole blocks; ~40 MB per 100k at z_dim 100
+    grid_count = min(count, GRID_COUNT)
+    grid = np.zeros((grid_count, sampler.image_size, sampler.image_size, 3), np.uint8)
+    meter = _Progress(count, progress)
+    written = 0
+    try:
+        for k in range(blocks):
+            start, stop = k * block, min((k + 1) * block, count)
+            missing = [i for i in range(start, stop) if not (keep_existing and os.path.exists(paths[i]))]
+            meter.done += stop - start - len(missing)
+            if missing:
+                images = data.to_uint8(sampler._forward(tf.constant(latents[start : start + block], tf.float32)))
+                for i in missing:
+                    _save_png(paths[i], images[i - start])
+                    written += 1
+                    meter.done += 1
+                    meter.made += 1
+            for i in range(start, min(stop, grid_count)):  # the grid's first images: from memory or their files
+                grid[i] = images[i - start] if missing else _load_png(paths[i])
+            meter.update()
+    except KeyboardInterrupt:
+        meter.close()
+        _remove_partial_files(output_dir)
+        present = sum(os.path.exists(p) for p in paths[:-1])
+        raise GenerationInterrupted(
+            f"interrupted: {present} of {count} images are in {output_dir} ({written} written now); "
+            f"to write the rest, run the same command with --output {output_dir} (same --seed {seed}: "
+            "the existing images are kept and the missing ones are the same images)",
+            written,
+        ) from None
+    meter.close()
+    _save_png(paths[-1], run_folder.image_grid(grid))
     return paths
+
+
+def _read_marker(path: str) -> dict | None:
+    try:
+        return run_folder.read_json(path)
+    except (OSError, ValueError):
+        return None
+
+
+def _save_png(path: str, image: np.ndarray) -> None:
+    """Writes via a hidden partial file, so an interrupted write never leaves a truncated PNG."""
+    from PIL import Image
+
+    folder, name = os.path.split(path)
+    partial = os.path.join(folder, f".{name}.partial")
+    Image.fromarray(image).save(partial, format="PNG")
+    os.replace(partial, path)
+
+
+def _load_png(path: str) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def _remove_partial_files(folder: str) -> None:
+    for name in os.listdir(folder):
+        if name.startswith(".") and name.endswith(".png.partial"):
+            os.remove(os.path.join(folder, name))
+
+
+class _Progress:
+    """"generate: 1,234/100,000 images (85.3/s, 19m 12s left)" on a stream: in place on a
+    terminal, otherwise a line every 10 s; always a last line."""
+
+    def __init__(self, total: int, stream: TextIO | None):
+        self.total, self.stream = total, stream
+        self.done = 0  # images present, written now or kept from before
+        self.made = 0  # images written by this call (the rate)
+        self.tty = bool(stream is not None and getattr(stream, "isatty", lambda: False)())
+        self.start = self.last = time.monotonic()
+
+    def _line(self) -> str:
+        elapsed = time.monotonic() - self.start
+        rate = self.made / elapsed if elapsed > 0 else 0.0
+        if self.done >= self.total:
+            eta = f"done in {_minutes(elapsed)}"
+        else:
+            eta = f"{_minutes((self.total - self.done) / rate)} left" if rate > 0 else "time left unknown"
+        return f"generate: {self.done:,}/{self.total:,} images ({rate:.1f}/s, {eta})"
+
+    def update(self) -> None:
+        now = time.monotonic()
+        if self.stream is not None and now - self.last >= (0.5 if self.tty else 10.0):
+            self.last = now
+            self._emit()
+
+    def _emit(self) -> None:
+        if self.tty:
+            self.stream.write("\r" + self._line() + "\x1b[K")
+        else:
+            self.stream.write(self._line() + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.stream is None:
+            return
+        self._emit()
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)}m {int(seconds % 60):02d}s"
