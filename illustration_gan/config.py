@@ -17,7 +17,11 @@ from illustration_gan import UserError
 
 IMAGE_SIZES = (32, 64, 128, 256)
 BALANCE_RULES = ("none", "margin", "monitor", "boost")
+ARCHITECTURE_NAMES = ("illustration", "dcgan", "dense", "keras_margin")
 UPSAMPLING = ("transposed", "resize")
+UPDATE_ORDERS = ("alternating", "simultaneous")
+INITS = ("dcgan", "xavier")
+MINIBATCH_PLACES = ("head", "first_block")
 LOSSES = ("minimax", "hinge", "wasserstein")
 D_NORMS = ("batch", "none")
 
@@ -30,11 +34,14 @@ class ModelConfig:
     image_size: int = 64
     z_dim: int = 100
     z_distribution: str = "truncated_normal"  # "normal" | "truncated_normal" | "uniform"
-    g_width: int = 64  # channels of the last generator level; doubles per level up to 512
-    d_width: int = 64  # channels of the first discriminator level
+    g_width: int = 64  # channels of the last generator level; doubles per level up to max_width
+    d_width: int = 64  # channels of the first discriminator level; doubles per level up to max_width
+    max_width: int = 512  # widest level (the PyTorch tutorial's 512; the Pokemon GAN's ngf 128 reaches 1024)
     fc_units: int = 1024  # fully connected layers (illustration, dense)
     minibatch_kernels: int = 0  # minibatch discrimination B (0 = off)
     minibatch_dims: int = 5  # minibatch discrimination C
+    minibatch_place: str = "head"  # on D's flattened features (Salimans et al.) | "first_block" (Pokemon GAN)
+    init: str = "dcgan"  # "dcgan": N(0, 0.02), bias-free before batch norm | "xavier": Glorot uniform + biases
     z_predictor: bool = False  # IllustrationGAN's auxiliary network predicting z
     critic: bool = False  # linear critic output (WGAN) instead of a logit for BCE
     spectral_norm: bool = False  # spectrally normalised D weights, no D batch norm (SNGAN; dcgan only)
@@ -59,15 +66,18 @@ class TrainingConfig:
     beta1: float = 0.5
     beta2: float = 0.999
     label_smoothing: bool = False
-    noisy_labels: float = 0.0
+    epsilon: float = 1e-7  # the optimizers' epsilon (Keras' default; PyTorch's and Keras 1's is 1e-8)
+    rmsprop_rho: float = 0.9  # RMSprop's smoothing (Keras' default; PyTorch's alpha is 0.99)
+    update_order: str = "alternating"  # D's update, then G's loss from the updated D | both from one pass
+    fresh_g_z: bool = False  # G's phase draws fresh z (IllustrationGAN, the boosted Pokemon training) or reuses D's
     balance: str = "none"
-    margin: float = 1.0
+    margin: float = 0.1  # --balance margin: largest allowed |L_G - L_D| (jhayes14/GAN's inter_model_margin)
+    margin_repeats: int = 10  # --balance margin: cap on extra updates per batch (the source has none)
     monitor_ratio: float = 0.8
-    n_critic: int = 1  # discriminator steps per generator step
+    n_critic: int = 1  # G updates on every n-th step (the Pokemon GAN's WGAN: iterations 0, 3, 6, ...)
     clip_weights: float = 0.0  # WGAN weight clipping (0 = off)
     gp_weight: float = 0.0  # WGAN-GP gradient penalty (0 = off)
     r1_gamma: float = 0.0  # R1 penalty on real images, gamma / 2 * ||grad D(x)||^2 (0 = off)
-    zpred_weight: float = 1.0
     augment: str = ""  # DiffAugment policy, e.g. "color,translation,cutout" ("" = off)
     ada_augment: str = ""  # DiffAugment transforms applied with ADA's adaptive probability ("" = off)
     ada_target: float = 0.6  # ADA's target for the mean sign of D's real logits
@@ -113,47 +123,71 @@ def from_dict(cls, data: dict):
 
 # Each preset reproduces one source. Defaults not listed come from the dataclasses.
 PRESETS: dict[str, tuple[ModelConfig, TrainingConfig]] = {
-    # IllustrationGAN (Boesen, 2016): FC stack + bilinear upsampling G, max-pool D with
-    # minibatch discrimination, and the z-predictor; Adam 2e-4 / 0.5, batch 32.
+    # IllustrationGAN (tdrussell/IllustrationGAN model.py, train.py): FC stack + bilinear upsampling G,
+    # max-pool D with minibatch discrimination, the z-predictor in its own step; Xavier init; truncated
+    # normal z; Adam 2e-4 / 0.5; batch 32; every phase draws its own z.
     "illustration": (
         ModelConfig(
-            architecture="illustration",
-            z_distribution="truncated_normal",
-            minibatch_kernels=100,
-            minibatch_dims=5,
-            z_predictor=True,
+            architecture="illustration", z_distribution="truncated_normal", minibatch_kernels=100,
+            minibatch_dims=5, z_predictor=True, init="xavier",
         ),
-        TrainingConfig(batch_size=32),
+        TrainingConfig(batch_size=32, fresh_g_z=True),
     ),
     # DCGAN (Radford et al. 2015) as in the PyTorch DCGAN tutorial.
     "dcgan": (
         ModelConfig(architecture="dcgan", z_distribution="normal"),
         TrainingConfig(),
     ),
-    # WGAN (Arjovsky et al. 2017) on the DCGAN networks, as the Pokemon GAN project runs it.
+    # WGAN (Arjovsky et al. 2017) on the tutorial's networks, with the Pokemon GAN's schedule
+    # (RMSprop 5e-5, clipping 0.01, G on every third step); pokemon-wgan is that project's own.
     "wgan": (
         ModelConfig(architecture="dcgan", z_distribution="normal", critic=True),
+        TrainingConfig(loss="wasserstein", optimizer="rmsprop", g_lr=5e-5, d_lr=5e-5, n_critic=3, clip_weights=0.01),
+    ),
+    # The Pokemon GAN's DCGAN as its notebook ran it (Edouard99/GAN Train.ipynb, gan64.py, training_boosting.py):
+    # ngf = ndf = 128 (widest level 1024), nz 16, batch 32, Adam 1.5e-4 / (0.5, 0.999) with PyTorch's
+    # epsilon, label smoothing 0.95 / 0.05, convolutional minibatch discrimination after D's first block,
+    # the boosted training with noisy labels.
+    "pokemon": (
+        ModelConfig(
+            architecture="dcgan", z_distribution="normal", z_dim=16, g_width=128, d_width=128, max_width=1024,
+            minibatch_kernels=2, minibatch_dims=16, minibatch_place="first_block",
+        ),
+        TrainingConfig(batch_size=32, g_lr=1.5e-4, d_lr=1.5e-4, epsilon=1e-8, label_smoothing=True, balance="boost"),
+    ),
+    # The Pokemon GAN's WGAN (training_wgan.py): the same networks with a linear critic, RMSprop 5e-5 with
+    # PyTorch's smoothing (alpha 0.99) and epsilon, clipping 0.01, G on every third iteration.
+    "pokemon-wgan": (
+        ModelConfig(
+            architecture="dcgan", z_distribution="normal", z_dim=16, g_width=128, d_width=128, max_width=1024,
+            minibatch_kernels=2, minibatch_dims=16, minibatch_place="first_block", critic=True,
+        ),
         TrainingConfig(
-            loss="wasserstein",
-            optimizer="rmsprop",
-            g_lr=5e-5,
-            d_lr=5e-5,
-            n_critic=3,
-            clip_weights=0.01,
+            batch_size=32, loss="wasserstein", optimizer="rmsprop", g_lr=5e-5, d_lr=5e-5, epsilon=1e-8,
+            rmsprop_rho=0.99, n_critic=3, clip_weights=0.01,
         ),
     ),
-    # Not from a source: what measured best at 20 minutes of a 2-core CPU (README, "Quality at a
-    # CPU budget"): the DCGAN at half width (a quarter of the FLOPs, ~4x the images per minute)
-    # with resize-convolutions in G, no batch norm in D, batch 8 (in 20 minutes the number of
-    # updates, not images, limits a GAN), DiffAugment translation on D's inputs, and an EMA
-    # generator for samples.
+    # The Keras margin GAN (jhayes14/GAN model.py, train.py): dense + nearest-upsampling G to 1024-wide 4x4,
+    # 5x5 stride-2 D with dropout and no batch norm, z ~ U(-1, 1), batch 50, Adam 2e-5 / (0.0005, 0.999) /
+    # 1e-8, and the margin rule (0.10).
+    "keras-margin": (
+        ModelConfig(
+            architecture="keras_margin", z_distribution="uniform", g_width=128, d_width=128, max_width=1024,
+            init="xavier",
+        ),
+        TrainingConfig(batch_size=50, g_lr=2e-5, d_lr=2e-5, beta1=0.0005, epsilon=1e-8, balance="margin"),
+    ),
+    # Not from a source: what measured best at 20 minutes of a 2-core CPU (docs/experiments.md): the DCGAN
+    # at half width with resize-convolutions in G, no batch norm in D, batch 8, DiffAugment translation and
+    # an EMA generator. Its update order stays simultaneous, as measured, until alternating is measured.
     "fast": (
         ModelConfig(
             architecture="dcgan", z_distribution="normal", g_width=32, d_width=32, upsampling="resize", d_norm="none"
         ),
-        TrainingConfig(batch_size=8, augment="translation", ema_kimg=5.0),
+        TrainingConfig(batch_size=8, augment="translation", ema_kimg=5.0, update_order="simultaneous"),
     ),
-    # Fully connected G and D, as in the cartoon faces project.
+    # Fully connected G and D after the cartoon faces project's description (its notebook is not
+    # available, so widths, z and optimizer are this project's choices, not the source's).
     "dense": (
         ModelConfig(architecture="dense", z_distribution="uniform", fc_units=1024),
         TrainingConfig(),
@@ -206,8 +240,18 @@ def validate(config: Config) -> None:
         raise UserError(f"loss must be one of {LOSSES}, got {t.loss!r}")
     if t.loss != "minimax" and t.balance != "none":
         raise UserError(f"--balance {t.balance} compares or swaps the minimax (BCE) losses; use --loss minimax with it")
-    if t.loss != "minimax" and (t.label_smoothing or t.noisy_labels):
-        raise UserError("label smoothing and noisy labels apply to the minimax loss only")
+    if t.loss != "minimax" and t.label_smoothing:
+        raise UserError("label smoothing applies to the minimax loss only")
+    if t.update_order not in UPDATE_ORDERS:
+        raise UserError(f"update_order must be one of {UPDATE_ORDERS}, got {t.update_order!r}")
+    if t.update_order == "simultaneous" and t.balance in ("margin", "boost"):
+        raise UserError(f"--balance {t.balance} repeats D or G updates one after the other; use --update_order alternating")
+    if m.architecture not in ARCHITECTURE_NAMES:
+        raise UserError(f"architecture must be one of {ARCHITECTURE_NAMES}, got {m.architecture!r}")
+    if m.init not in INITS or m.minibatch_place not in MINIBATCH_PLACES:
+        raise UserError(f"init must be one of {INITS} and minibatch_place one of {MINIBATCH_PLACES}")
+    if m.minibatch_place == "first_block" and m.architecture != "dcgan":
+        raise UserError("the convolutional minibatch discrimination (Pokemon GAN) is implemented for the dcgan discriminator")
     if t.r1_gamma > 0 and t.loss == "wasserstein":
         raise UserError("the R1 penalty regularises the minimax discriminator; WGAN uses --gp_weight")
     if m.z_predictor and m.architecture != "illustration":
@@ -220,7 +264,7 @@ def validate(config: Config) -> None:
         raise UserError("spectral normalisation is implemented for the dcgan discriminator (--model dcgan or fast)")
     if m.d_norm not in D_NORMS:
         raise UserError(f"d_norm must be one of {D_NORMS}, got {m.d_norm!r}")
-    if m.d_norm != "batch" and m.architecture == "dense":
+    if m.d_norm != "batch" and m.architecture in ("dense", "keras_margin"):
         raise UserError("the dense discriminator has no batch norm to remove; --d_norm applies to dcgan, fast, illustration")
     fixed, adaptive = ({p.strip() for p in policy.split(",") if p.strip()} for policy in (t.augment, t.ada_augment))
     if fixed | adaptive:

@@ -89,6 +89,8 @@ def training_options(config, source, replicas: int) -> dict:
             "kind": source.kind,
             "num_images": source.num_images,
             "skipped_files": len(source.skipped),
+            "skipped_counts": dict(source.skipped_counts),
+            "max_megapixels": source.max_megapixels,
             "skipped": list(source.skipped[:100]),
         },
         "replicas": replicas,

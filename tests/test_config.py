@@ -50,7 +50,11 @@ def test_presets_follow_their_sources():
         ("illustration", {"upsampling": "resize"}, "dcgan generator"),
         ("fast", {"upsampling": "bicubic"}, "upsampling must be one of"),
         ("wgan", {"label_smoothing": True}, "minimax"),
-        ("fast", {"loss": "hinge", "noisy_labels": 0.1}, "minimax"),
+        ("fast", {"loss": "hinge", "label_smoothing": True}, "minimax"),
+        ("fast", {"balance": "margin"}, "update_order alternating"),  # fast is simultaneous
+        ("dcgan", {"update_order": "interleaved"}, "update_order must be one of"),
+        ("illustration", {"minibatch_place": "first_block"}, "dcgan discriminator"),
+        ("keras-margin", {"d_norm": "none"}, "no batch norm"),
         ("fast", {"loss": "least_squares"}, "loss must be one of"),
         ("fast", {"loss": "hinge", "balance": "monitor"}, "minimax"),
         ("wgan", {"balance": "margin"}, "minimax"),

@@ -42,22 +42,21 @@ def test_minimax_objective_smooths_and_swaps_labels_as_configured():
     "preset, overrides, expected",
     [
         ("fast", {}, []),
-        ("fast", {"r1_gamma": 10.0}, [("r1_penalty", "d", 5.0)]),
-        ("wgan", {"gp_weight": 10.0, "clip_weights": 0.0}, [("gradient_penalty", "d", 10.0)]),
-        ("illustration", {}, [("zpred_loss", "g", 1.0)]),
+        ("fast", {"r1_gamma": 10.0}, [("r1_penalty", 5.0)]),
+        ("wgan", {"gp_weight": 10.0, "clip_weights": 0.0}, [("gradient_penalty", 10.0)]),
+        ("illustration", {}, []),  # the z-prediction loss has a step of its own, not a term
     ],
 )
-def test_terms_follow_the_config_with_their_side_and_weight(preset, overrides, expected):
+def test_terms_follow_the_config_with_their_weight(preset, overrides, expected):
     chosen = terms.make_terms(config_lib.resolve(preset, overrides))
-    assert [(t.name, t.side, t.weight) for t in chosen] == expected
+    assert [(t.name, t.weight) for t in chosen] == expected
 
 
 def test_r1_term_reads_the_input_gradients_of_the_forward_pass():
     gradients = tf.constant(np.arange(24, dtype=np.float32).reshape(2, 2, 2, 3))
     forward = terms.Forward(
-        z=tf.zeros([2, 4]), fake=tf.zeros([2, 2, 2, 3]), features=None, real=tf.zeros([2, 2, 2, 3]),
-        real_scores=tf.zeros([2]), fake_scores=tf.zeros([2]), real_gradients=gradients,
-        seed=lambda salt: tf.constant([0, salt], tf.int64),
+        fake=tf.zeros([2, 2, 2, 3]), real=tf.zeros([2, 2, 2, 3]), real_scores=tf.zeros([2]),
+        fake_scores=tf.zeros([2]), real_gradients=gradients, seed=lambda salt: tf.constant([0, salt], tf.int64),
     )
     (term,) = terms.make_terms(config_lib.resolve("fast", {"r1_gamma": 2.0}))
     assert term.needs_real_gradients

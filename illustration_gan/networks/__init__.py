@@ -15,17 +15,19 @@ from illustration_gan.config import ModelConfig
 from illustration_gan.networks.common import Discriminator, Generator, sample_latents
 from illustration_gan.networks.dcgan import DCGANDiscriminator, DCGANGenerator
 from illustration_gan.networks.dense import DenseDiscriminator, DenseGenerator
+from illustration_gan.networks.keras_margin import KerasMarginDiscriminator, KerasMarginGenerator
 from illustration_gan.networks.illustration import (
     IllustrationDiscriminator,
     IllustrationGenerator,
     ZPredictor,
 )
-from illustration_gan.networks.layers import BilinearUpsample2x, MinibatchDiscrimination
+from illustration_gan.networks.layers import BilinearUpsample2x, MinibatchDiscrimination, MinibatchDiscrimination2D
 
 ARCHITECTURES: dict[str, tuple[type[Generator], type[Discriminator]]] = {
     "illustration": (IllustrationGenerator, IllustrationDiscriminator),
     "dcgan": (DCGANGenerator, DCGANDiscriminator),
     "dense": (DenseGenerator, DenseDiscriminator),
+    "keras_margin": (KerasMarginGenerator, KerasMarginDiscriminator),
 }
 
 

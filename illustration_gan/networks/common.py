@@ -14,8 +14,11 @@ import tensorflow as tf
 from illustration_gan.config import ModelConfig, from_dict
 
 
-def weight_init():
-    """N(0, 0.02), the DCGAN paper's initialisation (also IllustrationGAN's stddev)."""
+def weight_init(config: ModelConfig | None = None):
+    """N(0, 0.02), the DCGAN paper's initialisation; with `init="xavier"`, Glorot uniform, as
+    IllustrationGAN's prettytensor layers (tf.contrib xavier_initializer) and Keras 1's defaults."""
+    if config is not None and config.init == "xavier":
+        return keras.initializers.GlorotUniform()
     return keras.initializers.RandomNormal(stddev=0.02)
 
 
@@ -38,9 +41,9 @@ def sample_latents(batch: int, z_dim: int, distribution: str, seed) -> tf.Tensor
     raise ValueError(f"unknown z distribution {distribution!r}")
 
 
-def level_widths(base: int, levels: int, coarse_first: bool) -> list[int]:
-    """Channel widths per resolution level: `base` at the finest, doubling up to 512."""
-    fine_first = [min(512, base * 2**i) for i in range(levels)]
+def level_widths(base: int, levels: int, coarse_first: bool, max_width: int = 512) -> list[int]:
+    """Channel widths per resolution level: `base` at the finest, doubling up to `max_width`."""
+    fine_first = [min(max_width, base * 2**i) for i in range(levels)]
     return fine_first[::-1] if coarse_first else fine_first
 
 
@@ -80,13 +83,14 @@ class Discriminator(ConfiguredModel):
 
         c = self.model_config
         self.flatten = keras.layers.Flatten()
-        self.minibatch = (
-            MinibatchDiscrimination(c.minibatch_kernels, c.minibatch_dims, dtype="float32")
-            if c.minibatch_kernels > 0
-            else None
-        )
+        self.minibatch = None
+        if c.minibatch_kernels > 0 and c.minibatch_place == "head":
+            xavier = c.init == "xavier"  # IllustrationGAN's custom_ops.py: Xavier W and a bias per kernel
+            self.minibatch = MinibatchDiscrimination(
+                c.minibatch_kernels, c.minibatch_dims, use_bias=xavier, xavier=xavier, dtype="float32"
+            )
         dense = SpectralNormDense if c.spectral_norm else keras.layers.Dense
-        self.score = dense(1, kernel_initializer=weight_init(), dtype="float32")
+        self.score = dense(1, kernel_initializer=weight_init(c), dtype="float32")
 
     def _minibatch_features(self, flat):
         if self.minibatch is None:

@@ -12,6 +12,9 @@ D has no batch norm, as SNGAN's "standard CNN" (Miyato et al. 2018). With
 `d_norm="none"`, D's convolutions have biases and no batch norm: batch norm over a
 batch of only reals or only fakes removes any shift or scale that the whole batch
 shares (e.g. every sample a little less contrasted), so D cannot see it.
+With `minibatch_place="first_block"`, D has the Pokemon GAN's convolutional minibatch
+discrimination after its first block (Edouard99/GAN Models/gan64.py, lines 111-140,
+whose networks are these with ngf = ndf = 128 and a widest level of 1024).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from illustration_gan.networks.common import (
     level_widths,
     weight_init,
 )
-from illustration_gan.networks.layers import SpectralNormConv2D
+from illustration_gan.networks.layers import MinibatchDiscrimination2D, SpectralNormConv2D
 
 PACKAGE = "illustration_gan"
 
@@ -35,7 +38,7 @@ class DCGANGenerator(Generator):
     def __init__(self, config: dict, **kwargs):
         super().__init__(config, **kwargs)
         c = self.model_config
-        widths = level_widths(c.g_width, c.levels, coarse_first=True)
+        widths = level_widths(c.g_width, c.levels, coarse_first=True, max_width=c.max_width)
         # A dense projection to 4x4 equals the tutorial's 4x4 transposed conv on a 1x1 input.
         self.project = keras.Sequential(
             [
@@ -76,11 +79,14 @@ class DCGANDiscriminator(Discriminator):
         # Without batch norm the convolutions get biases; spectral norm keeps the tutorial's bias-free ones.
         use_bias = c.d_norm == "none" and not c.spectral_norm
         layers = []
-        for i, width in enumerate(level_widths(c.d_width, c.levels, coarse_first=False)):
+        for i, width in enumerate(level_widths(c.d_width, c.levels, coarse_first=False, max_width=c.max_width)):
             layers.append(conv(width, 4, 2, "same", use_bias=use_bias, kernel_initializer=weight_init()))
             if i > 0 and batch_normalised:
                 layers.append(batch_norm())
             layers.append(keras.layers.LeakyReLU(0.2))
+            if i == 0 and c.minibatch_kernels > 0 and c.minibatch_place == "first_block":
+                # Edouard99/GAN Models/gan64.py line 118: after the first block, on its 32x32 map at 64 px.
+                layers.append(MinibatchDiscrimination2D(c.minibatch_kernels, c.minibatch_dims))
         self.body = keras.Sequential(layers, name="body")
         self._make_head()
 

@@ -1,18 +1,31 @@
-"""IllustrationGAN (Jon Boesen, 2016; github.com/tdrussell/IllustrationGAN).
+"""IllustrationGAN (Jon Boesen, 2016; tdrussell/IllustrationGAN at aecb729, model.py and custom_ops.py).
 
-Generator: three fully connected layers of 1024 with ReLU, a fourth to 4x4x512
-(the "features" the z-predictor reads), then per level a fixed 2x bilinear
-upsampling and a stride-1 5x5 convolution with batch norm and ReLU; a last 5x5
-convolution to RGB with tanh. No learned up- or down-sampling anywhere.
+Generator (model.py lines 75-109): three fully connected layers of 1024 with ReLU,
+a fourth to 4x4x512 (the "features" the z-predictor reads), then per level a fixed
+2x bilinear upsampling and a stride-1 5x5 convolution with batch norm and ReLU; a
+last 5x5 convolution to RGB with tanh. The source upsamples with a depthwise
+transposed convolution of stride 2 and the fixed 3x3 kernel [[.25, .5, .25],
+[.5, 1, .5], [.25, .5, .25]] (custom_ops.py line 206, `upsample_bilinear_2x`), i.e. bilinear
+interpolation on the input's own grid, where one border row and column of the
+output get only half the kernel's weight; `BilinearUpsample2x` interpolates with
+half-pixel centres (tf.image.resize), which keeps a constant image constant.
 
-Discriminator: per level dropout 0.5 (not on the first), a stride-1 5x5
-convolution, batch norm (not on the first), LeakyReLU 0.1 and 2x2 max pooling;
-then minibatch discrimination on the flattened features, two fully connected
-layers of 1024, the minibatch features concatenated, one logit.
+Discriminator (lines 111-133): per level dropout 0.5 (not on the first), a
+stride-1 5x5 convolution, batch norm (not on the first), LeakyReLU 0.1 and 2x2
+max pooling; minibatch discrimination (B=100, C=5) on the flattened features, two
+fully connected layers of 1024 with LeakyReLU 0.1, the minibatch features
+concatenated, one logit.
 
-z-predictor: reads the generator's features and predicts z, so the generator's
-fully connected stack cannot discard parts of z (the source's answer to mode
-collapse).
+z-predictor (lines 98-107): three fully connected layers of 1024 with ReLU and a
+linear layer to z, reading the generator's features; it is trained in a step of
+its own (see training/step.py).
+
+With `init="xavier"` (the preset) every weight is Glorot uniform, as the
+source's prettytensor layers (tf.contrib xavier_initializer), and every
+convolution, batch norm or not, has a bias, as upsample_conv and conv2d do;
+minibatch discrimination gets a bias per kernel (custom_ops.py lines 113-128).
+Runs recorded before that field existed rebuild with N(0, 0.02) and no biases
+before batch norm.
 """
 
 from __future__ import annotations
@@ -32,8 +45,8 @@ from illustration_gan.networks.layers import BilinearUpsample2x
 PACKAGE = "illustration_gan"
 
 
-def _dense(units, activation=None, dtype=None):
-    return keras.layers.Dense(units, activation=activation, kernel_initializer=weight_init(), dtype=dtype)
+def _dense(config, units, activation=None, dtype=None):
+    return keras.layers.Dense(units, activation=activation, kernel_initializer=weight_init(config), dtype=dtype)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -42,8 +55,9 @@ class IllustrationGenerator(Generator):
         super().__init__(config, **kwargs)
         c = self.model_config
         widths = level_widths(c.g_width, c.levels, coarse_first=True)
+        xavier = c.init == "xavier"  # the source's convolutions have biases, batch norm or not
         self.fully_connected = keras.Sequential(
-            [_dense(c.fc_units, "relu") for _ in range(3)] + [_dense(4 * 4 * 512, "relu")],
+            [_dense(c, c.fc_units, "relu") for _ in range(3)] + [_dense(c, 4 * 4 * 512, "relu")],
             name="fully_connected",
         )
         self.reshape = keras.layers.Reshape((4, 4, 512))
@@ -51,11 +65,11 @@ class IllustrationGenerator(Generator):
         for width in widths:
             blocks += [
                 BilinearUpsample2x(),
-                keras.layers.Conv2D(width, 5, 1, "same", use_bias=False, kernel_initializer=weight_init()),
+                keras.layers.Conv2D(width, 5, 1, "same", use_bias=xavier, kernel_initializer=weight_init(c)),
                 batch_norm(),
                 keras.layers.ReLU(),
             ]
-        blocks.append(keras.layers.Conv2D(3, 5, 1, "same", kernel_initializer=weight_init()))
+        blocks.append(keras.layers.Conv2D(3, 5, 1, "same", kernel_initializer=weight_init(c)))
         blocks.append(keras.layers.Activation("tanh", dtype="float32"))
         self.upsample = keras.Sequential(blocks, name="upsample")
 
@@ -70,19 +84,22 @@ class IllustrationDiscriminator(Discriminator):
     def __init__(self, config: dict, **kwargs):
         super().__init__(config, **kwargs)
         c = self.model_config
+        xavier = c.init == "xavier"
         layers = []
         for i, width in enumerate(level_widths(c.d_width, c.levels, coarse_first=False)):
             if i > 0:
                 layers.append(keras.layers.Dropout(0.5))
             normalised = i > 0 and c.d_norm == "batch"
-            layers.append(keras.layers.Conv2D(width, 5, 1, "same", use_bias=not normalised, kernel_initializer=weight_init()))
+            layers.append(keras.layers.Conv2D(
+                width, 5, 1, "same", use_bias=xavier or not normalised, kernel_initializer=weight_init(c)
+            ))
             if normalised:
                 layers.append(batch_norm())
             layers.append(keras.layers.LeakyReLU(0.1))
             layers.append(keras.layers.MaxPooling2D(2))
         self.body = keras.Sequential(layers, name="body")
         self.fully_connected = keras.Sequential(
-            [_dense(c.fc_units), keras.layers.LeakyReLU(0.1), _dense(c.fc_units), keras.layers.LeakyReLU(0.1)],
+            [_dense(c, c.fc_units), keras.layers.LeakyReLU(0.1), _dense(c, c.fc_units), keras.layers.LeakyReLU(0.1)],
             name="fully_connected",
         )
         self._make_head()
@@ -101,7 +118,7 @@ class ZPredictor(ConfiguredModel):
         super().__init__(config, **kwargs)
         c = self.model_config
         self.net = keras.Sequential(
-            [_dense(c.fc_units, "relu") for _ in range(3)] + [_dense(c.z_dim, dtype="float32")],
+            [_dense(c, c.fc_units, "relu") for _ in range(3)] + [_dense(c, c.z_dim, dtype="float32")],
             name="net",
         )
 

@@ -5,6 +5,7 @@
   (Odena et al. 2016, "Deconvolution and Checkerboard Artifacts").
 - `MinibatchDiscrimination`: Salimans et al. 2016, "Improved Techniques for
   Training GANs", section 3.2, as used by IllustrationGAN's discriminator.
+- `MinibatchDiscrimination2D`: the Pokemon GAN's convolutional variant of it.
 - `SpectralNormConv2D`, `SpectralNormDense`: spectral normalisation of a
   discriminator's weights (Miyato et al. 2018, "Spectral Normalization for GANs").
 """
@@ -43,28 +44,84 @@ class MinibatchDiscrimination(keras.layers.Layer):
     Returns o (N, B); callers concatenate it with their own features.
     """
 
-    def __init__(self, num_kernels: int = 100, kernel_dims: int = 5, **kwargs):
+    def __init__(self, num_kernels: int = 100, kernel_dims: int = 5, use_bias: bool = False, xavier: bool = False,
+                 **kwargs):
         super().__init__(**kwargs)
-        self.num_kernels = num_kernels
-        self.kernel_dims = kernel_dims
+        self.num_kernels, self.kernel_dims = num_kernels, kernel_dims
+        self.use_bias, self.xavier = use_bias, xavier
 
     def build(self, input_shape):
+        init = keras.initializers.GlorotUniform() if self.xavier else keras.initializers.RandomNormal(stddev=0.02)
         self.kernel = self.add_weight(
-            name="kernel",
-            shape=(input_shape[-1], self.num_kernels * self.kernel_dims),
-            initializer=keras.initializers.RandomNormal(stddev=0.02),
+            name="kernel", shape=(input_shape[-1], self.num_kernels * self.kernel_dims), initializer=init
         )
+        self.bias = self.add_weight(name="bias", shape=(self.num_kernels,), initializer="zeros") if self.use_bias else None
 
     def call(self, features):
         m = ops.reshape(ops.matmul(features, self.kernel), (-1, self.num_kernels, self.kernel_dims))
         l1 = ops.sum(ops.abs(m[:, None, :, :] - m[None, :, :, :]), axis=-1)  # (N, N, B)
-        return ops.sum(ops.exp(-l1), axis=1) - 1.0  # exclude j == i, where exp(-0) = 1
+        out = ops.sum(ops.exp(-l1), axis=1) - 1.0  # exclude j == i, where exp(-0) = 1
+        return out if self.bias is None else out + self.bias
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_kernels)
 
     def get_config(self):
-        return {**super().get_config(), "num_kernels": self.num_kernels, "kernel_dims": self.kernel_dims}
+        return {**super().get_config(), "num_kernels": self.num_kernels, "kernel_dims": self.kernel_dims,
+                "use_bias": self.use_bias, "xavier": self.xavier}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class MinibatchDiscrimination2D(keras.layers.Layer):
+    """The Pokemon GAN's minibatch discrimination on a feature map (Edouard99/GAN Models/gan64.py,
+    class MinibatchDiscrimination2d, lines 4-45), placed after D's first block.
+
+    A bias-free `reduction` x `reduction` convolution with that stride maps the (N, H, W, C) input
+    to 3 channels on a t x t grid; the flattened (N, 3 t t) is multiplied by a learned T into
+    (N, out_filters t t, intermediate); o_i = sum over j != i of exp(-||M_i - M_j||_L1) per row,
+    reshaped to (N, t, t, out_filters) and brought back to H x W by a bias-free transposed
+    convolution of the same size and stride; the result is concatenated to the input's channels.
+    T is initialised as torch.nn.init.xavier_uniform_ does for a 3-d tensor; the two convolutions
+    N(0, 0.02), as the source's weights_init does for every Conv module.
+    """
+
+    def __init__(self, out_filters: int = 2, intermediate: int = 16, reduction: int = 4, **kwargs):
+        super().__init__(**kwargs)
+        self.out_filters, self.intermediate, self.reduction = out_filters, intermediate, reduction
+        normal = keras.initializers.RandomNormal(stddev=0.02)
+        self.reduce = keras.layers.Conv2D(3, reduction, reduction, "valid", use_bias=False, kernel_initializer=normal)
+        self.expand = keras.layers.Conv2DTranspose(
+            out_filters, reduction, reduction, "valid", use_bias=False, kernel_initializer=normal
+        )
+
+    def build(self, input_shape):
+        self.grid = (input_shape[1] - self.reduction) // self.reduction + 1
+        cells = self.grid * self.grid
+        fan_in, fan_out = self.out_filters * cells * self.intermediate, 3 * cells * self.intermediate
+        bound = (6.0 / (fan_in + fan_out)) ** 0.5
+        self.T = self.add_weight(
+            name="T", shape=(3 * cells, self.out_filters * cells * self.intermediate),
+            initializer=keras.initializers.RandomUniform(-bound, bound),
+        )
+        self.reduce.build(input_shape)
+        self.expand.build((input_shape[0], self.grid, self.grid, self.out_filters))
+
+    def call(self, x):
+        cells = self.grid * self.grid
+        reduced = ops.reshape(self.reduce(x), (-1, 3 * cells))
+        m = ops.reshape(ops.matmul(ops.cast(reduced, "float32"), ops.cast(self.T, "float32")),
+                        (-1, self.out_filters * cells, self.intermediate))
+        l1 = ops.sum(ops.abs(m[:, None] - m[None, :]), axis=-1)  # (N, N, out t t)
+        closeness = ops.sum(ops.exp(-l1), axis=1) - 1.0  # exclude j == i
+        grid = ops.reshape(ops.cast(closeness, x.dtype), (-1, self.grid, self.grid, self.out_filters))
+        return ops.concatenate([x, self.expand(grid)], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], input_shape[-1] + self.out_filters)
+
+    def get_config(self):
+        return {**super().get_config(), "out_filters": self.out_filters, "intermediate": self.intermediate,
+                "reduction": self.reduction}
 
 
 class _SpectralNorm:

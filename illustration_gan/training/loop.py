@@ -191,8 +191,14 @@ def _check_finite(values: dict, epoch: int, step: int, run_dir: str) -> None:
 
 def _epoch_record(trainer, epoch: int, step: int, sums: dict, steps_run: int, elapsed: float) -> dict:
     """The stats.jsonl line of an epoch: mean metrics, update counts, speed, and the checkpoint it ends in."""
-    record = {k: v / steps_run for k, v in sums.items() if k not in COUNTS}
-    record.update({k: int(sums[k]) for k in COUNTS})
+    record = {k: v / steps_run for k, v in sums.items() if k not in COUNTS + ("g_measured",)}
+    if "g_measured" in sums:  # G's losses exist only on steps where G updated (n_critic, boosts)
+        for key in ("g_loss", "zpred_loss"):
+            if key in sums:
+                record[key] = sums[key] / max(1.0, sums["g_measured"])
+    record.update({k: int(sums[k]) for k in COUNTS if k in sums})
+    if "margin_repeats" in sums:
+        record["margin_repeats"] = int(sums["margin_repeats"])
     record.update(
         epoch=epoch,
         step=step,

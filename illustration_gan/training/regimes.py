@@ -1,20 +1,34 @@
-"""When the discriminator and the generator update, decided inside the compiled step.
+"""When the discriminator and the generator update: the source projects' rules, in-graph.
 
-Rules from the source projects:
-- none: one D step and one G step per batch.
-- margin (the Keras face GAN project): when |L_G - L_D| > margin, only the network
-  that is behind (the one with the larger loss) updates; otherwise both do.
-- monitor (Pokemon GAN): D updates only when L_D > monitor_ratio * L_G; G always.
-- boost (Pokemon GAN): each step draws k ~ U(0, 1). Outside a boost:
-  1e-4 < k < 1e-3 starts 100 steps of D-only training, k < 1e-4 starts 100 steps
-  of G-only training, k >= 0.93 is a D step with swapped labels, else a normal
-  D step; G steps whenever k > 1e-3. During a boost only the boosted network updates.
-And independently of the rule: `noisy_labels` swaps real/fake targets of a D step
-with that probability, and `n_critic` lets G update only on every n-th step.
+Each rule follows its author's code, which produced the published results:
 
-All functions take and return tensors and use no Python branching on values, so
-the step is traced once. The losses they see are the current batch's (computed
-before either update is applied).
+- none: one D update, then one G update, per batch.
+- margin (jhayes14/GAN train.py, lines 107-133): D trains once and G trains once on
+  the batch; then, if |L_G - L_D| > 0.10, the network with the larger loss trains
+  again on the same batch (D on the same fakes, G on the same z) while the gap is
+  above the margin, stopping early when its loss falls below the other's. L_D is
+  Keras' binary cross-entropy over the joint batch of reals and fakes (half of our
+  summed real + fake loss), and each loss is the one its `train_on_batch` returned:
+  computed before that update. The source's loop has no cap; here `margin_repeats`
+  (10) caps it and stats.jsonl reports the repeats.
+- monitor (Edouard99/GAN Trainings/training_monitoring.py, lines 52-59): D's update
+  is applied only when errD > 0.8 x errG, where errG is the G loss of the previous
+  iteration (computed after that iteration's D update); always on the first step.
+  G updates every iteration.
+- boost (Edouard99/GAN Trainings/training_boosting.py at 06d4eb2, lines 63-166):
+  each iteration draws k ~ U(0, 1). 0.0001 < k < 0.001 starts a D boost: for 100
+  iterations (this one included) only D trains, with normal labels. Outside a boost,
+  k < 0.93 is a normal D update and k >= 0.93 one with real and fake labels swapped
+  (the "noisy labels"). k < 0.0001 starts a G boost: for 100 iterations only G
+  trains. Outside a boost G trains when k >= 0.001. Each update draws fresh z. On
+  the iteration that ends a boost, the other branches run too, so D (or G) can
+  update twice then; this follows the code. (An earlier commit, 057c9ed, ran the
+  100 D updates inside one iteration on the same batch; the README and the code at
+  06d4eb2, which predates the published images, describe iterations.)
+- n_critic (Edouard99/GAN Trainings/training_wgan.py, line 36): G updates only on
+  iterations 0, n, 2n, ...
+
+The rules use tensors only, so the step is traced once.
 """
 
 from __future__ import annotations
@@ -23,94 +37,102 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-BOOST_STEPS = 100
-NO_BOOST, D_BOOST, G_BOOST = 0, 1, 2
+BOOST_UPDATES = 100
+D_BOOST_BELOW, G_BOOST_BELOW, SWAP_FROM = 1e-3, 1e-4, 0.93
 
 
-class Decision(NamedTuple):
-    update_d: tf.Tensor  # bool
-    update_g: tf.Tensor  # bool
-    boost_mode: tf.Tensor  # int32: NO_BOOST, D_BOOST or G_BOOST after this step
-    boost_left: tf.Tensor  # int32: boost steps left after this step
+class Plan(NamedTuple):
+    """What a step does, decided before it from its random draw k and the boost state."""
+
+    d_updates: tf.Tensor  # int32, 0-2: D updates; a second one comes first, with normal labels
+    swap_labels: tf.Tensor  # bool: the step's own D update trains with real and fake labels exchanged
+    g_updates: tf.Tensor  # int32, 0-2: G updates
+    d_boost: tf.Tensor  # int32: D-boost iterations done after this step (0 = none under way)
+    g_boost: tf.Tensor  # int32: likewise for G
 
 
-def swap_labels(balance: str, k, noise_draw, noisy_labels: float, boost_mode):
-    """Whether this D step trains with real and fake labels exchanged."""
-    swap = tf.less(noise_draw, noisy_labels)
-    if balance == "boost":
-        swap = tf.logical_or(swap, tf.logical_and(tf.equal(boost_mode, NO_BOOST), k >= 0.93))
-    return swap
+def plan(balance: str, k, step, d_boost=0, g_boost=0, n_critic: int = 1) -> Plan:
+    """The step's plan (the module docstring gives the rules); `d_boost` and `g_boost` count the
+    iterations of a boost under way, as training_boosting.py's ndis and ngen."""
+    g_turn = tf.equal(tf.math.floormod(step, n_critic), 0) if n_critic > 1 else tf.constant(True)
+    if balance != "boost":
+        zero = tf.constant(0, tf.int32)
+        return Plan(tf.constant(1, tf.int32), tf.constant(False), tf.where(g_turn, 1, 0), zero, zero)
+    d_boost, g_boost = tf.cast(d_boost, tf.int32), tf.cast(g_boost, tf.int32)
+    in_g = g_boost > 0
+    boost_d = ((k > G_BOOST_BELOW) & (k < D_BOOST_BELOW) | (d_boost > 0)) & ~in_g
+    d_boost = tf.where(boost_d, (d_boost + 1) % BOOST_UPDATES, d_boost)
+    own_d = (d_boost == 0) & ~in_g  # the normal or label-swapped update
+    boost_g = ((k < G_BOOST_BELOW) | in_g) & (d_boost == 0)
+    g_boost = tf.where(boost_g, (g_boost + 1) % BOOST_UPDATES, g_boost)
+    own_g = (k >= D_BOOST_BELOW) & (d_boost == 0) & (g_boost == 0)
+    count = lambda *flags: tf.add_n([tf.cast(f, tf.int32) for f in flags])  # noqa: E731
+    return Plan(count(boost_d, own_d), own_d & (k >= SWAP_FROM), count(boost_g, own_g), d_boost, g_boost)
 
 
-def decide(
-    balance: str,
-    d_loss,
-    g_loss,
-    *,
-    step,
-    k=None,
-    boost_mode=None,
-    boost_left=None,
-    margin: float = 1.0,
-    monitor_ratio: float = 0.8,
-    n_critic: int = 1,
-) -> Decision:
-    """The update decision for one step (see the module docstring for the rules)."""
-    true = tf.constant(True)
-    zero = tf.constant(0, tf.int32)
-    mode = zero if boost_mode is None else tf.cast(boost_mode, tf.int32)
-    left = zero if boost_left is None else tf.cast(boost_left, tf.int32)
-    if balance == "none":
-        update_d, update_g = true, true
-    elif balance == "margin":
-        gap = g_loss - d_loss
-        update_d = gap <= margin  # G is not too far behind
-        update_g = -gap <= margin  # D is not too far behind
-    elif balance == "monitor":
-        update_d, update_g = d_loss > monitor_ratio * g_loss, true
-    elif balance == "boost":
-        in_boost = left > 0
-        start_d = tf.logical_and(k > 1e-4, k < 1e-3)
-        start_g = k <= 1e-4
-        new_mode = tf.where(in_boost, mode, tf.where(start_d, D_BOOST, tf.where(start_g, G_BOOST, NO_BOOST)))
-        new_left = tf.where(in_boost, left - 1, tf.where(tf.logical_or(start_d, start_g), BOOST_STEPS - 1, 0))
-        update_d = tf.not_equal(new_mode, G_BOOST)
-        update_g = tf.where(in_boost, tf.equal(mode, G_BOOST), tf.logical_or(start_g, k > 1e-3))
-        mode = tf.where(new_left > 0, new_mode, NO_BOOST)
-        left = new_left
-    else:
-        raise ValueError(f"unknown balance rule {balance!r}")
-    if n_critic > 1:
-        update_g = tf.logical_and(update_g, tf.equal(tf.math.floormod(step + 1, n_critic), 0))
-    return Decision(update_d, update_g, mode, left)
+def monitor_allows_d(d_loss, previous_g_loss, step, ratio: float):
+    """The monitored rule: D's update only when errD > ratio x the previous errG (always at step 0)."""
+    return tf.logical_or(tf.equal(step, 0), d_loss > ratio * previous_g_loss)
+
+
+def margin_side(d_loss, g_loss, margin: float):
+    """Which network the margin rule trains again: 1 for D (G is ahead: L_G < L_D), -1 for G, 0 for neither.
+    `d_loss` is the source's L_D (BCE averaged over the joint batch)."""
+    gap = tf.abs(d_loss - g_loss) > margin
+    return tf.where(gap, tf.where(g_loss < d_loss, 1, -1), 0)
+
+
+def margin_loop(d_loss, g_loss, margin: float, cap: int, train_d_again, train_g_again):
+    """jhayes14/GAN train.py lines 123-141, in-graph: after the batch's first D and G updates with
+    losses `d_loss` and `g_loss`, the network behind trains again (`train_d_again()` or
+    `train_g_again()` returns the loss of that repeat, computed before its update) while the gap is
+    above `margin`, until its loss falls below the other's, at most `cap` times. Returns the repeats
+    (int32) and the side that repeated (1 = D, -1 = G, 0 = none)."""
+    side = margin_side(d_loss, g_loss, margin)
+
+    def again(i, d_l, g_l):
+        d_l, g_l = tf.cond(side > 0, lambda: (train_d_again(), g_l), lambda: (d_l, train_g_again()))
+        return i + 1, d_l, g_l
+
+    def going_on(i, d_l, g_l):
+        behind = tf.where(side > 0, d_l >= g_l, g_l >= d_l)
+        return (i < cap) & (side != 0) & (tf.abs(d_l - g_l) > margin) & behind
+
+    start = (tf.constant(0), tf.cast(d_loss, tf.float32), tf.cast(g_loss, tf.float32))
+    repeats, _, _ = tf.while_loop(going_on, again, start)
+    return repeats, side
 
 
 class Regime:
-    """The rule of a run with its state (the boost phase), deciding each step in-graph.
-
-    Create it inside the strategy's scope. `checkpoint_items` keeps the names that
-    checkpoints have always used, so older runs resume.
-    """
+    """A run's rule with its state: the boost counters and the previous G loss that the monitored
+    rule compares with. Create it inside the strategy's scope; `checkpoint_items` makes a resumed
+    run decide as an uninterrupted one would."""
 
     def __init__(self, training):
         self.training = training
-        self.boost_mode = tf.Variable(0, dtype=tf.int32, trainable=False, name="boost_mode")
-        self.boost_left = tf.Variable(0, dtype=tf.int32, trainable=False, name="boost_left")
+        self.previous_g_loss = tf.Variable(0.0, trainable=False, name="previous_g_loss")
+        self.d_boost = tf.Variable(0, dtype=tf.int32, trainable=False, name="d_boost")
+        self.g_boost = tf.Variable(0, dtype=tf.int32, trainable=False, name="g_boost")
 
-    def swap_labels(self, k, noise_draw):
+    def plan(self, k, step) -> Plan:
+        """This step's plan; the boost counters advance with it."""
         t = self.training
-        return swap_labels(t.balance, k, noise_draw, t.noisy_labels, self.boost_mode)
+        decided = plan(t.balance, k, step, self.d_boost, self.g_boost, t.n_critic)
+        if t.balance == "boost":
+            self.d_boost.assign(decided.d_boost)
+            self.g_boost.assign(decided.g_boost)
+        return decided
 
-    def decide(self, d_loss, g_loss, step, k) -> Decision:
-        """This step's decision; the boost state advances with it."""
-        t = self.training
-        decision = decide(
-            t.balance, d_loss, g_loss, step=step, k=k, boost_mode=self.boost_mode, boost_left=self.boost_left,
-            margin=t.margin, monitor_ratio=t.monitor_ratio, n_critic=t.n_critic,
-        )
-        self.boost_mode.assign(decision.boost_mode)
-        self.boost_left.assign(decision.boost_left)
-        return decision
+    def allows_d(self, d_loss, step):
+        if self.training.balance != "monitor":
+            return tf.constant(True)
+        return monitor_allows_d(d_loss, self.previous_g_loss, step, self.training.monitor_ratio)
+
+    def record_g_loss(self, g_loss):
+        self.previous_g_loss.assign(tf.cast(g_loss, tf.float32))
 
     def checkpoint_items(self) -> dict:
-        return dict(boost_mode=self.boost_mode, boost_left=self.boost_left)
+        balance = self.training.balance
+        if balance == "monitor":
+            return dict(previous_g_loss=self.previous_g_loss)
+        return dict(d_boost=self.d_boost, g_boost=self.g_boost) if balance == "boost" else {}

@@ -1,18 +1,35 @@
 """The networks, their optimizers and the compiled training step of one run.
 
 `GANTrainer` composes the parts chosen once from the config: the objective
-(`objectives`) and regularising terms (`terms`), the augmenter that owns ADA's p (`augment`),
-the update rule with its state (`regimes`) and the generator EMA (`ema`).
+(`objectives`) and D's regularising terms (`terms`), the augmenter that owns
+ADA's p (`augment`), the update rule with its state (`regimes`) and the
+generator EMA (`ema`).
 
-One `tf.function` step does, under any `tf.distribute` strategy:
-  1. in each replica: sample z, run G once and D on the real and the fake batch,
-     and take both networks' gradients from that one forward pass (simultaneous
-     gradients: the G gradient sees D before this step's D update);
-  2. across replicas: sum losses and gradients in one all-reduce, let the regime
-     decide from the batch's losses which networks update, and apply the updates
-     under `tf.cond` (in cross-replica context, where that is allowed).
-The z of every step comes from a stateless seed (run seed, replica, step), so a
-resumed run samples exactly the z an uninterrupted run would.
+Every source trains D first and G against the updated D (the PyTorch DCGAN
+tutorial; tdrussell/IllustrationGAN train.py lines 107-127; jhayes14/GAN
+train.py lines 111-117; Edouard99/GAN Trainings/*.py). With
+`update_order="alternating"` one compiled step does, under any `tf.distribute`
+strategy, a D phase and then a G phase:
+  1. D phase, in each replica: G(z) (no gradient to G), D on the augmented reals
+     and fakes, D's loss and terms, D's gradients; one all-reduce; then, in
+     cross-replica context, the regime decides and D's update is applied;
+  2. G phase, in each replica: G(z) again under a tape (the same z, or a fresh one
+     where the source draws one), D' (now updated) on the same augmented fakes,
+     G's loss and gradients; one all-reduce; G's update and the EMA.
+G's forward runs twice: a gradient tape cannot span the cross-replica update
+between the phases, and TensorFlow refuses `merge_call` (how optimizers
+synchronise) inside the control flow a conditional update needs. The second
+pass also updates G's batch-norm moving averages a second time with the same
+batch statistics (they are used only for sampling).
+`update_order="simultaneous"` takes both gradients from one forward pass and
+applies them together (G's gradient sees D before this step's update).
+
+IllustrationGAN's z-predictor has its own phase after each G update (its
+train.py lines 125-127, model.py lines 170-172): fresh z, the MSE of the predicted z, an Adam of its own
+over G's fully connected layers and the predictor.
+
+The z of every phase comes from a stateless seed (run seed, salt, replica, step),
+so a resumed run samples exactly the z an uninterrupted run would.
 """
 
 from __future__ import annotations
@@ -21,7 +38,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from illustration_gan import data, run_folder
+from illustration_gan import data, losses, run_folder
 from illustration_gan.config import Config
 from illustration_gan.networks import build_networks
 from illustration_gan.training import augment, objectives, regimes, terms
@@ -29,14 +46,16 @@ from illustration_gan.training.ema import GeneratorEMA
 
 FIXED_Z_SEED = (20160101, 7)  # the seed of the per-epoch sample grid's z
 # Salts of the stateless seeds, one per random draw of a step.
-Z_SALT, GP_SALT, REGIME_SALT, NOISE_SALT, AUGMENT_REAL_SALT, AUGMENT_FAKE_SALT = 1, 2, 3, 4, 5, 6
+Z_SALT, GP_SALT, REGIME_SALT, AUGMENT_REAL_SALT, AUGMENT_FAKE_SALT = 1, 2, 3, 5, 6
+FRESH_G_Z_SALT, ZPRED_SALT, BOOST_D_SALT, SECOND_G_SALT = 7, 8, 9, 10
 
 
-def make_optimizer(kind: str, learning_rate: float, beta1: float, beta2: float, precision: str):
+def make_optimizer(kind: str, learning_rate: float, training, precision: str):
+    t = training
     if kind == "adam":
-        optimizer = keras.optimizers.Adam(learning_rate, beta_1=beta1, beta_2=beta2)
+        optimizer = keras.optimizers.Adam(learning_rate, beta_1=t.beta1, beta_2=t.beta2, epsilon=t.epsilon)
     elif kind == "rmsprop":
-        optimizer = keras.optimizers.RMSprop(learning_rate)
+        optimizer = keras.optimizers.RMSprop(learning_rate, rho=t.rmsprop_rho, epsilon=t.epsilon)
     else:
         raise ValueError(f"unknown optimizer {kind!r}")
     if precision == "mixed_float16":
@@ -57,16 +76,21 @@ class GANTrainer:
         keras.mixed_precision.set_global_policy(config.precision)
         self.objective = objectives.make_objective(t)
         self.terms = terms.make_terms(config)
+        self.simultaneous = t.update_order == "simultaneous"
         with strategy.scope():
             self.networks = build_networks(config.model)
             self.ema = None
             if t.ema_kimg > 0:
                 ema_copy = build_networks(config.model).generator
                 self.ema = GeneratorEMA(ema_copy, self.generator, t.ema_kimg, t.batch_size)
-            self.g_optimizer = make_optimizer(t.optimizer, t.g_lr, t.beta1, t.beta2, config.precision)
-            self.d_optimizer = make_optimizer(t.optimizer, t.d_lr, t.beta1, t.beta2, config.precision)
-            self.g_optimizer.build(self.generator_variables)
+            self.g_optimizer = make_optimizer(t.optimizer, t.g_lr, t, config.precision)
+            self.d_optimizer = make_optimizer(t.optimizer, t.d_lr, t, config.precision)
+            self.g_optimizer.build(self.generator.trainable_variables)
             self.d_optimizer.build(self.discriminator.trainable_variables)
+            self.zpred_optimizer = None
+            if self.z_predictor is not None:  # IllustrationGAN's own Adam for the z-prediction step
+                self.zpred_optimizer = make_optimizer("adam", t.g_lr, t, config.precision)
+                self.zpred_optimizer.build(self.zpred_variables)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
             self.regime = regimes.Regime(t)
@@ -77,7 +101,7 @@ class GANTrainer:
             **self.regime.checkpoint_items(), **self.augmenter.checkpoint_items(),
         )
         if self.z_predictor is not None:
-            parts["z_predictor"] = self.z_predictor
+            parts.update(z_predictor=self.z_predictor, zpred_optimizer=self.zpred_optimizer)
         if self.ema is not None:
             parts["ema_generator"] = self.ema.generator
         self.checkpoint = tf.train.Checkpoint(**parts)
@@ -101,83 +125,94 @@ class GANTrainer:
         return self.ema.generator if self.ema is not None else self.generator
 
     @property
-    def generator_variables(self):
-        """G's weights plus the z-predictor's: both minimise the generator-side loss."""
-        extra = self.z_predictor.trainable_variables if self.z_predictor is not None else []
-        return self.generator.trainable_variables + extra
+    def zpred_variables(self):
+        """What the z-prediction step trains: G's fully connected layers and the predictor."""
+        return self.generator.fully_connected.trainable_variables + self.z_predictor.trainable_variables
 
     def seed(self, salt: int, replica=0):
         """The stateless seed of one random draw of this step (and replica)."""
         return tf.stack([tf.cast(self.config.seed * 1_000_003 + salt * 1009 + replica, tf.int64), self.step])
 
-    # -- the step ----------------------------------------------------------
+    # -- the step: cross-replica orchestration ------------------------------
 
     def _train_step(self, iterator):
-        k = tf.random.stateless_uniform([], self.seed(REGIME_SALT))
-        swap = self.regime.swap_labels(k, tf.random.stateless_uniform([], self.seed(NOISE_SALT)))
-        reduced = self.strategy.run(self._replica_step, args=(next(iterator), swap))
-        # Every replica now holds the same sums; continue with this worker's first copy.
-        metrics, d_grads, g_grads = tf.nest.map_structure(
-            lambda value: self.strategy.experimental_local_results(value)[0], reduced
-        )
-        decision = self.regime.decide(metrics["d_loss"], metrics["g_loss"], self.step, k)
-        metrics["d_updates"] = tf.cast(tf.cond(decision.update_d, lambda: self._apply_d(d_grads), _false), tf.float32)
-        metrics["g_updates"] = tf.cast(tf.cond(decision.update_g, lambda: self._apply_g(g_grads), _false), tf.float32)
+        real = next(iterator)
+        plan = self.regime.plan(tf.random.stateless_uniform([], self.seed(REGIME_SALT)), self.step)
+        metrics = self._simultaneous(real, plan) if self.simultaneous else self._alternating(real, plan)
+        if self.z_predictor is not None:
+            metrics["zpred_loss"] = tf.cond(metrics["g_updates"] > 0, self._z_prediction_update, _zero)
         if self.augmenter.adaptive:
             self.augmenter.adapt(metrics["real_sign"], self.step)
         self.step.assign_add(1)
-        metrics["labels_swapped"] = tf.cast(swap, tf.float32)
+        metrics["labels_swapped"] = tf.cast(plan.swap_labels, tf.float32)
         return metrics
 
-    def _replica_step(self, real, swap):
-        context = tf.distribute.get_replica_context()
-        replica = tf.cast(context.replica_id_in_sync_group, tf.int64)
-        metrics, d_grads, g_grads = self._losses_and_gradients(real, swap, replica)
-        # One packed all-reduce per step (losses were scaled by 1 / global batch, so SUM is the mean).
-        return context.all_reduce(tf.distribute.ReduceOp.SUM, (metrics, d_grads, g_grads))
+    def _alternating(self, real, plan):
+        t = self.config.training
+        extra_d = tf.cond(plan.d_updates > 1, lambda: self._d_update(real, False, BOOST_D_SALT)[0]["d_updates"], _zero)
+        gate = lambda d_loss, step: (plan.d_updates > 0) & self.regime.allows_d(d_loss, step)  # noqa: E731
+        metrics, fake = self._d_update(real, plan.swap_labels, Z_SALT, gate=gate)
+        metrics["d_updates"] += extra_d
+        g_salt = FRESH_G_Z_SALT if t.fresh_g_z else Z_SALT
+        first = tf.cond(plan.g_updates > 0, lambda: self._g_update(g_salt), lambda: {"g_loss": 0.0, "g_updates": 0.0})
+        second = tf.cond(plan.g_updates > 1, lambda: self._g_update(SECOND_G_SALT)["g_updates"], _zero)
+        metrics.update(g_loss=first["g_loss"], g_updates=first["g_updates"] + second, g_measured=first["g_updates"])
+        if t.balance == "margin":
+            self._margin_repeats(real, fake, g_salt, metrics)
+        if t.balance == "monitor":
+            self.regime.record_g_loss(metrics["g_loss"])
+        return metrics
 
-    def _losses_and_gradients(self, real, swap, replica):
-        """One replica's forward pass, losses and gradients (no cross-replica communication)."""
-        batch = self.config.training.batch_size
+    def _simultaneous(self, real, plan):
+        reduced = self.strategy.run(self._both_replica, args=(real, plan.swap_labels))
+        metrics, d_grads, g_grads = self._first_copy(reduced)
+        allowed = self.regime.allows_d(metrics["d_loss"], self.step)
+        metrics["d_updates"] = tf.cast(tf.cond(allowed, lambda: self._apply_d(d_grads), _false), tf.float32)
+        metrics["g_updates"] = tf.cast(tf.cond(plan.g_updates > 0, lambda: self._apply_g(g_grads), _false), tf.float32)
+        if self.config.training.balance == "monitor":
+            self.regime.record_g_loss(metrics["g_loss"])
+        return metrics
 
-        def average(per_example):
-            return tf.nn.compute_average_loss(tf.cast(per_example, tf.float32), global_batch_size=batch)
+    def _d_update(self, real, swap, z_salt, fake=None, gate=None):
+        """A D phase and, if `gate(d_loss, step)` allows, D's update; returns its metrics and the fakes."""
+        if fake is None:
+            run = lambda r, s: self._d_replica(r, s, z_salt)  # noqa: E731
+            reduced, fake = self.strategy.run(run, args=(real, swap))
+        else:
+            reduced, _ = self.strategy.run(lambda r, s, f: self._d_replica(r, s, z_salt, f), args=(real, swap, fake))
+        metrics, grads = self._first_copy(reduced)
+        allowed = gate(metrics["d_loss"], self.step) if gate else tf.constant(True)
+        metrics["d_updates"] = tf.cast(tf.cond(allowed, lambda: self._apply_d(grads), _false), tf.float32)
+        return metrics, fake
 
-        z = self.generator.sample_latents(tf.shape(real)[0], self.seed(Z_SALT, replica))
-        with tf.GradientTape(persistent=True) as tape:
-            fake, features = self.generator(z, training=True, return_features=True)
-            forward = self._discriminate(z, real, fake, features, replica)
-            d_loss = average(self.objective.discriminator_loss(forward.real_scores, forward.fake_scores, swap))
-            g_loss = average(self.objective.generator_loss(forward.fake_scores))
-            metrics = {"d_loss": d_loss, "g_loss": g_loss}
-            totals = {"d": d_loss, "g": g_loss}
-            for term in self.terms:
-                metrics[term.name] = average(term.per_example(forward, self.networks))
-                totals[term.side] += term.weight * metrics[term.name]
-            d_scaled, g_scaled = _scaled(self.d_optimizer, totals["d"]), _scaled(self.g_optimizer, totals["g"])
-        d_grads = tape.gradient(d_scaled, self.discriminator.trainable_variables)
-        g_grads = tape.gradient(g_scaled, self.generator_variables)
-        del tape
-        metrics["d_real"] = average(self.objective.display(forward.real_scores))
-        metrics["d_fake"] = average(self.objective.display(forward.fake_scores))
-        if self.augmenter.adaptive:
-            metrics["real_sign"] = average(tf.sign(forward.real_scores))  # ADA's r_t over the global batch
-        return metrics, d_grads, g_grads
+    def _g_update(self, z_salt):
+        """A G phase against the current D and G's update."""
+        metrics, grads = self._first_copy(self.strategy.run(lambda: self._g_replica(z_salt)))
+        self._apply_g(grads)
+        return {"g_loss": metrics["g_loss"], "g_updates": tf.constant(1.0)}
 
-    def _discriminate(self, z, real, fake, features, replica) -> terms.Forward:
-        """D's scores on the (augmented) reals and fakes, and the reals' input gradients if a term needs them."""
-        real_in = self.augmenter(real, self.seed(AUGMENT_REAL_SALT, replica))
-        fake_in = self.augmenter(fake, self.seed(AUGMENT_FAKE_SALT, replica))
-        with tf.GradientTape(watch_accessed_variables=False) as tape:
-            tape.watch(real_in)
-            real_scores = self.discriminator(real_in, training=True)
-        fake_scores = self.discriminator(fake_in, training=True)
-        needs_gradients = any(term.needs_real_gradients for term in self.terms)
-        return terms.Forward(
-            z=z, fake=fake, features=features, real=real, real_scores=real_scores, fake_scores=fake_scores,
-            real_gradients=tape.gradient(real_scores, real_in) if needs_gradients else None,
-            seed=lambda salt: self.seed(salt, replica),
+    def _margin_repeats(self, real, fake, g_salt, metrics):
+        """jhayes14/GAN's margin rule (see regimes.margin_loop); D repeats on the same fakes, G on the same z."""
+        t = self.config.training
+        repeats, side = regimes.margin_loop(
+            metrics["d_loss"] / 2,  # Keras' BCE over the joint batch of 2n images, as the source compares
+            metrics["g_loss"], t.margin, t.margin_repeats,
+            train_d_again=lambda: self._d_update(real, False, Z_SALT, fake=fake)[0]["d_loss"] / 2,
+            train_g_again=lambda: self._g_update(g_salt)["g_loss"],
         )
+        repeats = tf.cast(repeats, tf.float32)
+        metrics["d_updates"] += tf.where(side > 0, repeats, 0.0)
+        metrics["g_updates"] += tf.where(side < 0, repeats, 0.0)
+        metrics["margin_repeats"] = repeats
+
+    def _z_prediction_update(self):
+        loss, grads = self._first_copy(self.strategy.run(self._zpred_replica))
+        self.zpred_optimizer.apply(grads, self.zpred_variables)
+        return loss
+
+    def _first_copy(self, reduced):
+        """Every replica holds the same all-reduced sums; continue with this worker's first copy."""
+        return tf.nest.map_structure(lambda value: self.strategy.experimental_local_results(value)[0], reduced)
 
     def _apply_d(self, grads):
         self.d_optimizer.apply(grads, self.discriminator.trainable_variables)
@@ -188,10 +223,100 @@ class GANTrainer:
         return tf.constant(True)
 
     def _apply_g(self, grads):
-        self.g_optimizer.apply(grads, self.generator_variables)
+        self.g_optimizer.apply(grads, self.generator.trainable_variables)
         if self.ema is not None:
             self.ema.update(self.step)
         return tf.constant(True)
+
+    # -- the step: what each replica computes --------------------------------
+
+    def _average(self, per_example):
+        """A per-example loss as this replica's share of the global batch mean (so all-reduce SUM is the mean)."""
+        batch = self.config.training.batch_size
+        return tf.nn.compute_average_loss(tf.cast(per_example, tf.float32), global_batch_size=batch)
+
+    def _latents(self, salt: int, replica, count):
+        return self.generator.sample_latents(count, self.seed(salt, replica))
+
+    def _d_replica(self, real, swap, z_salt, fake=None):
+        """D's loss, terms and gradients on the reals and fakes (G gets no gradient here)."""
+        replica = _replica_id()
+        if fake is None:
+            fake = self.generator(self._latents(z_salt, replica, tf.shape(real)[0]), training=True)
+        with tf.GradientTape() as tape:
+            metrics, total = self._d_losses(real, fake, swap, replica)
+            scaled = _scaled(self.d_optimizer, total)
+        grads = tape.gradient(scaled, self.discriminator.trainable_variables)
+        context = tf.distribute.get_replica_context()
+        return context.all_reduce(tf.distribute.ReduceOp.SUM, (metrics, grads)), tf.stop_gradient(fake)
+
+    def _g_replica(self, z_salt):
+        """G's loss against the current D on the same augmented fakes, and G's gradients."""
+        replica = _replica_id()
+        local_batch = self.config.training.batch_size // self.strategy.num_replicas_in_sync
+        with tf.GradientTape() as tape:
+            fake = self.generator(self._latents(z_salt, replica, local_batch), training=True)
+            fake_in = self.augmenter(fake, self.seed(AUGMENT_FAKE_SALT, replica))
+            g_loss = self._average(self.objective.generator_loss(self.discriminator(fake_in, training=True)))
+            scaled = _scaled(self.g_optimizer, g_loss)
+        grads = tape.gradient(scaled, self.generator.trainable_variables)
+        context = tf.distribute.get_replica_context()
+        return context.all_reduce(tf.distribute.ReduceOp.SUM, ({"g_loss": g_loss}, grads))
+
+    def _both_replica(self, real, swap):
+        """Simultaneous order: D's and G's gradients from one forward pass."""
+        replica = _replica_id()
+        z = self._latents(Z_SALT, replica, tf.shape(real)[0])
+        with tf.GradientTape(persistent=True) as tape:
+            fake = self.generator(z, training=True)
+            metrics, d_total = self._d_losses(real, fake, swap, replica, keep_fake_scores=True)
+            fake_scores = metrics.pop("fake_scores")
+            metrics["g_loss"] = self._average(self.objective.generator_loss(fake_scores))
+            d_scaled, g_scaled = _scaled(self.d_optimizer, d_total), _scaled(self.g_optimizer, metrics["g_loss"])
+        d_grads = tape.gradient(d_scaled, self.discriminator.trainable_variables)
+        g_grads = tape.gradient(g_scaled, self.generator.trainable_variables)
+        del tape
+        # One packed all-reduce per step (losses were scaled by 1 / global batch, so SUM is the mean).
+        return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, (metrics, d_grads, g_grads))
+
+    def _d_losses(self, real, fake, swap, replica, keep_fake_scores=False):
+        """D's scores on the augmented reals and fakes, its loss plus terms, and the metrics to log."""
+        real_in = self.augmenter(real, self.seed(AUGMENT_REAL_SALT, replica))
+        fake_in = self.augmenter(fake, self.seed(AUGMENT_FAKE_SALT, replica))
+        with tf.GradientTape(watch_accessed_variables=False) as input_tape:
+            input_tape.watch(real_in)
+            real_scores = self.discriminator(real_in, training=True)
+        fake_scores = self.discriminator(fake_in, training=True)
+        needs_gradients = any(term.needs_real_gradients for term in self.terms)
+        forward = terms.Forward(
+            fake=fake, real=real, real_scores=real_scores, fake_scores=fake_scores,
+            real_gradients=input_tape.gradient(real_scores, real_in) if needs_gradients else None,
+            seed=lambda salt: self.seed(salt, replica),
+        )
+        d_loss = self._average(self.objective.discriminator_loss(real_scores, fake_scores, swap))
+        metrics, total = {"d_loss": d_loss}, d_loss
+        for term in self.terms:
+            metrics[term.name] = self._average(term.per_example(forward, self.networks))
+            total += term.weight * metrics[term.name]
+        metrics["d_real"] = self._average(tf.stop_gradient(self.objective.display(real_scores)))
+        metrics["d_fake"] = self._average(tf.stop_gradient(self.objective.display(fake_scores)))
+        if self.augmenter.adaptive:
+            metrics["real_sign"] = self._average(tf.sign(tf.stop_gradient(real_scores)))  # ADA's r_t
+        if keep_fake_scores:
+            metrics["fake_scores"] = fake_scores
+        return metrics, total
+
+    def _zpred_replica(self):
+        """IllustrationGAN's z-prediction step: fresh z through G's FC layers and the predictor."""
+        replica = _replica_id()
+        local_batch = self.config.training.batch_size // self.strategy.num_replicas_in_sync
+        z = self._latents(ZPRED_SALT, replica, local_batch)
+        with tf.GradientTape() as tape:
+            features = self.generator.fully_connected(z, training=True)
+            loss = self._average(losses.z_prediction_loss(z, self.z_predictor(features, training=True)))
+            scaled = _scaled(self.zpred_optimizer, loss)
+        grads = tape.gradient(scaled, self.zpred_variables)
+        return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, (loss, grads))
 
     # -- sampling ----------------------------------------------------------
 
@@ -203,5 +328,13 @@ class GANTrainer:
         return run_folder.image_grid(data.to_uint8(images))
 
 
+def _replica_id():
+    return tf.cast(tf.distribute.get_replica_context().replica_id_in_sync_group, tf.int64)
+
+
 def _false():
     return tf.constant(False)
+
+
+def _zero():
+    return tf.constant(0.0)

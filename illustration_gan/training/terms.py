@@ -1,10 +1,10 @@
-"""Regularising terms: each one a loss added to D's or G's side with a weight.
+"""Regularising terms of the discriminator, each one a loss added to D's with a weight.
 
-A `Term` has a side, a weight, a metric name and what it reads from the forward
-pass (`Forward`): R1 (Mescheder et al. 2018, "Which Training Methods for GANs
-do actually Converge?"), the WGAN-GP gradient penalty (Gulrajani et al. 2017)
-and IllustrationGAN's z-prediction loss (tdrussell/IllustrationGAN). The set is
-chosen once from the config (`make_terms`).
+A `Term` has a weight, a metric name and what it reads from the forward pass
+(`Forward`): R1 (Mescheder et al. 2018, "Which Training Methods for GANs do
+actually Converge?") and the WGAN-GP gradient penalty (Gulrajani et al. 2017).
+The set is chosen once from the config (`make_terms`). IllustrationGAN's
+z-prediction is not a term: its source trains it in a step of its own (step.py).
 """
 
 from __future__ import annotations
@@ -22,9 +22,7 @@ from illustration_gan.config import Config
 class Forward:
     """What one replica's forward pass produced, for the terms to read."""
 
-    z: tf.Tensor
     fake: tf.Tensor
-    features: tf.Tensor | None  # G's FC features (IllustrationGAN), for the z-predictor
     real: tf.Tensor  # before augmentation
     real_scores: tf.Tensor
     fake_scores: tf.Tensor
@@ -33,10 +31,9 @@ class Forward:
 
 
 class Term:
-    """A regularising loss added to one side's loss: `weight * mean(per_example(...))`."""
+    """A regularising loss added to D's loss: `weight * mean(per_example(...))`."""
 
     name = ""
-    side = "d"  # "d" or "g": whose loss it joins and whose weights it trains
     needs_real_gradients = False
 
     def __init__(self, weight: float):
@@ -49,7 +46,7 @@ class Term:
 class R1Penalty(Term):
     """gamma / 2 * ||grad D(x)||^2 at the reals D saw, augmented or not, as stylegan2-ada."""
 
-    name, side, needs_real_gradients = "r1_penalty", "d", True
+    name, needs_real_gradients = "r1_penalty", True
 
     def __init__(self, gamma: float):
         super().__init__(0.5 * gamma)
@@ -61,20 +58,11 @@ class R1Penalty(Term):
 class GradientPenalty(Term):
     """(||grad D(x_hat)||_2 - 1)^2 on random interpolates of reals and fakes (WGAN-GP)."""
 
-    name, side = "gradient_penalty", "d"
+    name = "gradient_penalty"
 
     def per_example(self, forward, networks):
         fake = tf.stop_gradient(forward.fake)
         return losses.wasserstein_gradient_penalty(networks.discriminator, forward.real, fake, forward.seed(2))
-
-
-class ZPrediction(Term):
-    """MSE between z and the z-predictor's estimate from G's FC features (IllustrationGAN)."""
-
-    name, side = "zpred_loss", "g"
-
-    def per_example(self, forward, networks):
-        return losses.z_prediction_loss(forward.z, networks.z_predictor(forward.features, training=True))
 
 
 def make_terms(config: Config) -> tuple[Term, ...]:
@@ -84,6 +72,4 @@ def make_terms(config: Config) -> tuple[Term, ...]:
         terms.append(GradientPenalty(t.gp_weight))
     if t.r1_gamma > 0:
         terms.append(R1Penalty(t.r1_gamma))
-    if config.model.z_predictor:
-        terms.append(ZPrediction(t.zpred_weight))
     return tuple(terms)

@@ -1,0 +1,104 @@
+"""illustration_gan/training/step.py: the alternating step against a hand-written reference, the
+z-predictor's own step, the monitored rule's memory, and one trace per run."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from illustration_gan import config as config_lib
+from illustration_gan import losses
+from illustration_gan.training import GANTrainer
+from illustration_gan.training.step import Z_SALT
+
+TINY = dict(image_size=32, g_width=4, d_width=4, z_dim=8, batch_size=8)
+REAL = tf.random.stateless_uniform([8, 32, 32, 3], [1, 2], -1, 1)
+
+
+def _trainer(preset="dcgan", **overrides):
+    keras.utils.set_random_seed(0)  # the same initial weights for every trainer built here
+    return GANTrainer(config_lib.resolve(preset, {**TINY, **overrides}), tf.distribute.get_strategy())
+
+
+def _weights(model):
+    return [v.numpy().copy() for v in model.trainable_variables]
+
+
+def _one_step(trainer):
+    return trainer.train_step(iter(tf.data.Dataset.from_tensors(REAL).repeat()))
+
+
+def _reference_alternating_step(reference):
+    """The PyTorch DCGAN tutorial's order by hand: D's update on reals and fakes, then G's gradient
+    from the updated D on the same z."""
+    z = reference.generator.sample_latents(8, reference.seed(Z_SALT))
+    mean = tf.reduce_mean
+    with tf.GradientTape() as tape:
+        fake = reference.generator(z, training=True)
+        real_logits = reference.discriminator(REAL, training=True)
+        fake_logits = reference.discriminator(tf.stop_gradient(fake), training=True)
+        d_loss = mean(losses.minimax_discriminator_loss(real_logits, fake_logits))
+    d_vars = reference.discriminator.trainable_variables
+    reference.d_optimizer.apply(tape.gradient(d_loss, d_vars), d_vars)
+    with tf.GradientTape() as tape:
+        fake = reference.generator(z, training=True)
+        g_loss = mean(losses.non_saturating_generator_loss(reference.discriminator(fake, training=True)))
+    g_vars = reference.generator.trainable_variables
+    reference.g_optimizer.apply(tape.gradient(g_loss, g_vars), g_vars)
+    return float(d_loss), float(g_loss)
+
+
+def test_the_alternating_step_equals_d_then_g_against_the_updated_d():
+    trainer, reference = _trainer(), _trainer()
+    metrics = _one_step(trainer)
+    d_loss, g_loss = _reference_alternating_step(reference)
+    np.testing.assert_allclose([float(metrics["d_loss"]), float(metrics["g_loss"])], [d_loss, g_loss], rtol=1e-5)
+    for got, want in zip(_weights(trainer.discriminator) + _weights(trainer.generator),
+                         _weights(reference.discriminator) + _weights(reference.generator)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    # The simultaneous order gives G the gradient of the old D: G's weights differ.
+    simultaneous = _trainer(update_order="simultaneous")
+    _one_step(simultaneous)
+    differences = [np.abs(a - b).max() for a, b in zip(_weights(simultaneous.generator), _weights(trainer.generator))]
+    assert max(differences) > 1e-6
+
+
+def test_the_z_prediction_step_trains_only_the_fc_layers_and_the_predictor():
+    trainer = _trainer("illustration", fc_units=16, minibatch_kernels=4)
+    trainer.g_optimizer.learning_rate.assign(0.0)  # freeze the adversarial updates
+    trainer.d_optimizer.learning_rate.assign(0.0)
+    before = {v.path: v.numpy().copy() for v in trainer.generator.trainable_variables}
+    predictor_before = _weights(trainer.z_predictor)
+    discriminator_before = _weights(trainer.discriminator)
+    metrics = _one_step(trainer)
+    assert np.isfinite(float(metrics["zpred_loss"]))
+    changed = {v.path for v in trainer.generator.trainable_variables if np.abs(before[v.path] - v.numpy()).max() > 0}
+    assert changed and all("fully_connected" in path for path in changed)
+    assert len(changed) == len(trainer.generator.fully_connected.trainable_variables)
+    assert all(np.abs(a - b).max() > 0 for a, b in zip(predictor_before, _weights(trainer.z_predictor)))
+    assert all(np.array_equal(a, b) for a, b in zip(discriminator_before, _weights(trainer.discriminator)))
+
+
+def test_the_monitored_rule_remembers_this_steps_g_loss_for_the_next():
+    trainer = _trainer(balance="monitor", monitor_ratio=100.0)
+    iterator = iter(tf.data.Dataset.from_tensors(REAL).repeat())
+    first = trainer.train_step(iterator)
+    assert float(first["d_updates"]) == 1.0  # the first step always updates D
+    assert float(trainer.regime.previous_g_loss.numpy()) == pytest.approx(float(first["g_loss"]))
+    second = trainer.train_step(iterator)
+    assert float(second["d_updates"]) == 0.0  # D's loss is below 100 x the previous G loss
+    assert trainer.train_step.experimental_get_tracing_count() == 1
+
+
+@pytest.mark.parametrize("preset", ["keras-margin", "pokemon", "pokemon-wgan"])
+def test_the_source_presets_step_with_finite_losses_and_one_trace(preset):
+    trainer = _trainer(preset, **({"max_width": 64} if preset == "keras-margin" else {}))
+    iterator = iter(tf.data.Dataset.from_tensors(REAL).repeat())
+    for _ in range(4):
+        metrics = {k: float(v) for k, v in trainer.train_step(iterator).items()}
+    assert all(np.isfinite(v) for v in metrics.values())
+    assert trainer.train_step.experimental_get_tracing_count() == 1
+    if preset == "keras-margin":
+        assert 0 <= metrics["margin_repeats"] <= 10
