@@ -23,6 +23,7 @@ import textwrap
 
 from absl import app, flags, logging
 
+from illustration_gan import MAX_MEGAPIXELS
 from illustration_gan import config as config_lib
 
 FLAGS = flags.FLAGS
@@ -42,8 +43,8 @@ flags.DEFINE_enum("TYPE", "train", list(COMMANDS),
 flags.DEFINE_string("path", "", "Training images: a folder (searched recursively), a folder of TFRecord shards, "
                     "or a glob of shards (gs:// works). Empty: train uses the built-in procedural toy faces; "
                     "evaluate, nearest and serve use the run's training images.")
-flags.DEFINE_float("max_megapixels", 40.0, "Skip images larger than this (decompression-bomb guard; the face "
-                   "cropper's cap).", lower_bound=0)
+flags.DEFINE_float("max_megapixels", MAX_MEGAPIXELS, "Skip images larger than this (decompression-bomb guard; the "
+                   "face cropper's cap).", lower_bound=0)
 # Model
 flags.DEFINE_enum("model", "fast", sorted(config_lib.PRESETS),
                   "Model preset (architecture + training recipe): fast (best measured at a 20-minute CPU budget), "

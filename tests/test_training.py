@@ -98,9 +98,12 @@ def test_generate_writes_exactly_n_images_reproducibly_and_never_overwrites(trai
     pngs = sorted(p.name for p in out.glob("seed*.png"))
     assert len(pngs) == 5 and (out / "grid.png").is_file()
     first = (out / pngs[0]).read_bytes()
-    again = run_cli("--TYPE", "generate", "--run_dir", str(run_dir), "--img_num", "5", "--output", str(out),
-                    "--seed", "3", check=False)
-    assert again.returncode != 0 and "already exist" in again.stderr and "Traceback" not in again.stderr
+    # The same command again continues into the same images (nothing to do); another seed is refused.
+    run_cli("--TYPE", "generate", "--run_dir", str(run_dir), "--img_num", "5", "--output", str(out), "--seed", "3")
+    assert (out / pngs[0]).read_bytes() == first
+    other = run_cli("--TYPE", "generate", "--run_dir", str(run_dir), "--img_num", "5", "--output", str(out),
+                    "--seed", "4", check=False)
+    assert other.returncode != 0 and "already exist" in other.stderr and "Traceback" not in other.stderr
     out2 = tmp_path / "gen2"
     run_cli("--TYPE", "generate", "--checkpoint", str(run_dir / "checkpoints"), "--img_num", "5", "--output",
             str(out2), "--seed", "3")
