@@ -13,7 +13,7 @@ D has no batch norm, as SNGAN's "standard CNN" (Miyato et al. 2018). With
 batch of only reals or only fakes removes any shift or scale that the whole batch
 shares (e.g. every sample a little less contrasted), so D cannot see it.
 With `minibatch_place="first_block"`, D has the Pokemon GAN's convolutional minibatch
-discrimination after its first block (Edouard99/GAN Models/gan64.py, lines 111-140,
+discrimination after its first block (Edouard99/GAN Models/gan64.py at 06d4eb2, lines 96-140,
 whose networks are these with ngf = ndf = 128 and a widest level of 1024).
 """
 
@@ -85,7 +85,7 @@ class DCGANDiscriminator(Discriminator):
                 layers.append(batch_norm())
             layers.append(keras.layers.LeakyReLU(0.2))
             if i == 0 and c.minibatch_kernels > 0 and c.minibatch_place == "first_block":
-                # Edouard99/GAN Models/gan64.py line 118: after the first block, on its 32x32 map at 64 px.
+                # Edouard99/GAN Models/gan64.py line 118 (at 06d4eb2): after the first block, on its 32x32 map at 64 px.
                 layers.append(MinibatchDiscrimination2D(c.minibatch_kernels, c.minibatch_dims))
         self.body = keras.Sequential(layers, name="body")
         self._make_head()
