@@ -48,7 +48,8 @@ flags.DEFINE_float("max_megapixels", MAX_MEGAPIXELS, "Skip images larger than th
 # Model
 flags.DEFINE_enum("model", "fast", sorted(config_lib.PRESETS),
                   "Model preset (architecture + training recipe): fast (best measured at a 20-minute CPU budget), "
-                  "illustration (IllustrationGAN 2016), dcgan, wgan, dense. See README, Models.")
+                  "illustration (IllustrationGAN 2016), dcgan, wgan, dense, pokemon, pokemon-wgan, keras-margin "
+                  "(the sources they reproduce: docs/reproduction.md). See README, Models.")
 flags.DEFINE_integer("image_size", 64, "Training resolution (32, 64, 128 or 256). Default 32 on the toy faces. "
                      "[preset]")
 flags.DEFINE_integer("z_dim", 100, "Size of the latent vector z. [preset]", lower_bound=1)
