@@ -1,9 +1,10 @@
 """illustration-gan: IllustrationGAN (2016) and its peers on TensorFlow 2 / Keras 3.
 
 Modules, in the order data flows through them:
-config (what to train) -> data / toy_faces (images in) -> networks, losses,
-regimes (the GAN) -> training_loop (the step and the epochs) -> run_folder
-(what a run leaves behind) -> generate, metrics, serve (using a trained run).
+config (what to train) -> data / toy_faces (images in) -> networks, losses
+(the GAN) -> training (objectives, terms, augment, regimes, ema, the step, the
+callbacks and the epoch loop) -> run_folder (what a run leaves behind) ->
+generate, metrics, serve (using a trained run); cli is the command line.
 """
 
 __version__ = "0.1.0"
@@ -11,6 +12,18 @@ __version__ = "0.1.0"
 # Images whose header declares more pixels are refused unread (a decompression-bomb guard):
 # the default of data.scan(max_megapixels=...), train.py's --max_megapixels and the cropper's.
 MAX_MEGAPIXELS = 40.0
+
+
+def cache_root() -> str:
+    """Where downloads and derived files are kept (toy faces, real-image features, the attribute
+    classifier, FID weights): $ILLUSTRATION_GAN_CACHE, else $XDG_CACHE_HOME/illustration_gan,
+    else ~/.cache/illustration_gan."""
+    import os
+
+    if os.environ.get("ILLUSTRATION_GAN_CACHE"):
+        return os.environ["ILLUSTRATION_GAN_CACHE"]
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "illustration_gan")
 
 
 class UserError(Exception):

@@ -75,7 +75,10 @@ flags.DEFINE_float("g_lr", 2e-4, "Generator learning rate. [preset]", lower_boun
 flags.DEFINE_float("d_lr", 2e-4, "Discriminator learning rate. [preset]", lower_bound=0)
 flags.DEFINE_enum("balance", "none", list(config_lib.BALANCE_RULES), "When D and G update (see README, Regimes). "
                   "[preset]")
-flags.DEFINE_integer("n_critic", 1, "Discriminator steps per generator step. [preset]", lower_bound=1)
+flags.DEFINE_enum("update_order", "alternating", list(config_lib.UPDATE_ORDERS), "alternating: D's update, then "
+                  "G's loss from the updated D (every source); simultaneous: both gradients from one forward pass "
+                  "(fast). [preset]")
+flags.DEFINE_integer("n_critic", 1, "G updates on every n-th step (WGAN: 3). [preset]", lower_bound=1)
 flags.DEFINE_float("clip_weights", 0.0, "Clip critic weights to +-value after each step (WGAN); 0 = off. [preset]",
                    lower_bound=0)
 flags.DEFINE_float("gp_weight", 0.0, "Gradient penalty weight (WGAN-GP); 0 = off. [preset]", lower_bound=0)
@@ -144,7 +147,7 @@ HELP_GROUPS = {
         "data": "path max_megapixels",
         "model": "model image_size z_dim g_width d_width minibatch_kernels spectral_norm d_norm upsampling "
                  "z_predictor",
-        "training recipe": "batch_size epochs loss g_lr d_lr balance n_critic clip_weights gp_weight r1_gamma "
+        "training recipe": "batch_size epochs loss g_lr d_lr update_order balance n_critic clip_weights gp_weight r1_gamma "
                            "augment ada_augment ema_kimg lr_decay",
         "run": "seed strategy cpu_replicas precision run_root run_dir resume max_minutes keep_checkpoints dry_run "
                "verbose",
@@ -174,7 +177,7 @@ ENVIRONMENT = {
 
 CONFIG_FLAGS = (
     "image_size z_dim g_width d_width minibatch_kernels spectral_norm d_norm upsampling z_predictor batch_size loss "
-    "g_lr d_lr balance n_critic clip_weights gp_weight r1_gamma augment ada_augment ema_kimg lr_decay epochs seed "
+    "g_lr d_lr update_order balance n_critic clip_weights gp_weight r1_gamma augment ada_augment ema_kimg lr_decay epochs seed "
     "strategy precision run_root max_minutes keep_checkpoints"
 ).split()
 TOY_DEFAULTS = {"image_size": 32, "epochs": 10}  # the first-run default: minutes on a laptop CPU

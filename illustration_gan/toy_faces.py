@@ -86,8 +86,9 @@ def generate(count: int, seed: int = 0) -> tuple[np.ndarray, list[dict]]:
 
 
 def default_root() -> str:
-    cache = os.environ.get("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache"))
-    return os.path.join(cache, "illustration_gan")
+    from illustration_gan import cache_root
+
+    return cache_root()
 
 
 def ensure_dataset(count: int = 4096, seed: int = 0, root: str | None = None) -> str:

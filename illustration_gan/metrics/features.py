@@ -31,7 +31,9 @@ _CACHE_FORMAT = 1  # bump when the cached content or its meaning changes
 
 
 def default_features_cache_dir() -> Path:
-    return Path(os.path.expanduser("~")) / ".cache" / "illustration_gan" / "fid_features"
+    from illustration_gan import cache_root
+
+    return Path(cache_root()) / "fid_features"
 
 
 class _Progress:

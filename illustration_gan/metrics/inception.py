@@ -49,8 +49,10 @@ class FIDWeightsNotFound(FileNotFoundError):
 
 
 def default_weights_cache_path() -> Path:
-    """``~/.cache/illustration_gan/fid_inception_v3_2015-12-05.npz`` (``~`` expanded at call time)."""
-    return Path(os.path.expanduser("~")) / ".cache" / "illustration_gan" / WEIGHTS_FILENAME
+    """``fid_inception_v3_2015-12-05.npz`` in the cache root (``illustration_gan.cache_root()``, read at call time)."""
+    from illustration_gan import cache_root
+
+    return Path(cache_root()) / WEIGHTS_FILENAME
 
 
 def _how_to_provide() -> str:
