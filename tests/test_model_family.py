@@ -62,7 +62,6 @@ def test_each_preset_trains_and_its_generator_reloads(preset, faces_source, tmp_
         dict(balance="margin", margin=0.0, label_smoothing=True),
         dict(balance="monitor", update_order="simultaneous"),
         dict(balance="boost"),
-        dict(minibatch_kernels=4, minibatch_dims=3),
     ],
 )
 def test_regimes_run_in_the_compiled_step(overrides, faces_source, tmp_path):

@@ -19,8 +19,10 @@ from illustration_gan import config as config_lib
 from illustration_gan import data, run_folder, training
 from illustration_gan.training import augment
 
+# The update order does not matter to what these tests check, and the simultaneous step compiles faster;
+# the mirrored-strategy test puts the alternating one (the presets' default) under two replicas.
 SMALL = ["--model", "dcgan", "--image_size", "32", "--g_width", "16", "--d_width", "16", "--z_dim", "32",
-         "--batch_size", "16"]
+         "--batch_size", "16", "--update_order", "simultaneous"]
 
 
 def run_cli(*args, check=True, timeout=240, env_override=None, **kwargs):
@@ -161,7 +163,7 @@ def test_nearest_writes_the_mse_picture_and_says_it_skipped_the_inception_one(tr
 
 
 def _in_process_config(**overrides):
-    base = dict(image_size=32, g_width=8, d_width=8, batch_size=16, epochs=1, z_dim=16)
+    base = dict(image_size=32, g_width=8, d_width=8, batch_size=16, epochs=1, z_dim=16, update_order="simultaneous")
     base.update(overrides)
     return config_lib.resolve("dcgan", base)
 
@@ -212,19 +214,23 @@ def test_sigterm_writes_a_checkpoint_before_exiting(tmp_path):
 @pytest.mark.parametrize(
     "extra",
     # ADA: 4 epochs of 4 steps reach its first adjustment (every 256 / 16 = 16 steps).
-    [[], ["--spectral_norm"], ["--ada_augment", "color", "--epochs", "4"]],
-    ids=["batch_norm", "spectral_norm", "ada"],
+    [[], ["--spectral_norm", "--ada_augment", "color", "--epochs", "4", "--balance", "margin"]],
+    ids=["batch_norm", "spectral_norm_ada_margin"],
 )
 def test_mirrored_strategy_over_two_logical_cpus(real_faces, tmp_path, extra):
     # Spectral norm's power-iteration vector is a non-trainable variable assigned in replica context;
-    # ADA's p is assigned in cross-replica context and read by every replica.
+    # ADA's p is assigned in cross-replica context and read by every replica; the margin rule runs
+    # phases (strategy.run with all-reduces) inside a tf.while_loop.
     result = run_cli("--TYPE", "train", "--path", str(real_faces), "--epochs", "1", "--strategy", "mirrored",
-                     "--cpu_replicas", "2", "--run_root", str(tmp_path / "runs"), *SMALL, *extra)
+                     "--cpu_replicas", "2", "--run_root", str(tmp_path / "runs"), *SMALL, "--update_order",
+                     "alternating", *extra)
     assert "2 replica(s)" in result.stdout
     (run_dir,) = list((tmp_path / "runs").iterdir())
     records = run_folder.read_jsonl(run_dir / "stats.jsonl")
     record = records[-1]
     assert record["step"] == 4 * len(records) and np.isfinite(record["g_loss"])
+    if "--balance" in extra:
+        assert all("margin_repeats" in r for r in records)
     if "--ada_augment" in extra:
         # One adjustment from 0: up by 256 images / ADA_KIMG thousand, or clipped at 0.
         assert min(abs(record["augment_p"] - p) for p in (0.0, 256 / (augment.ADA_KIMG * 1000))) < 1e-7

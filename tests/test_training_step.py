@@ -90,15 +90,3 @@ def test_the_monitored_rule_remembers_this_steps_g_loss_for_the_next():
     second = trainer.train_step(iterator)
     assert float(second["d_updates"]) == 0.0  # D's loss is below 100 x the previous G loss
     assert trainer.train_step.experimental_get_tracing_count() == 1
-
-
-@pytest.mark.parametrize("preset", ["keras-margin", "pokemon", "pokemon-wgan"])
-def test_the_source_presets_step_with_finite_losses_and_one_trace(preset):
-    trainer = _trainer(preset, **({"max_width": 64} if preset == "keras-margin" else {}))
-    iterator = iter(tf.data.Dataset.from_tensors(REAL).repeat())
-    for _ in range(4):
-        metrics = {k: float(v) for k, v in trainer.train_step(iterator).items()}
-    assert all(np.isfinite(v) for v in metrics.values())
-    assert trainer.train_step.experimental_get_tracing_count() == 1
-    if preset == "keras-margin":
-        assert 0 <= metrics["margin_repeats"] <= 10
