@@ -55,7 +55,7 @@ def tiny_run(folder: Path) -> str:
     import tensorflow as tf
 
     from illustration_gan import config as config_lib
-    from illustration_gan import data, training_loop
+    from illustration_gan import data, training
 
     if not FACES.exists():
         raise SystemExit(f"no --run_dir and no shared faces at {FACES} to train a throwaway run on")
@@ -68,7 +68,7 @@ def tiny_run(folder: Path) -> str:
         overrides["minibatch_kernels"] = 8  # the discriminator only slows the throwaway training down
     config = config_lib.resolve(FLAGS.model, overrides)
     run_dir = str(folder / "run")
-    training_loop.train(config, data.scan(str(faces)), run_dir, tf.distribute.get_strategy())
+    training.train(config, data.scan(str(faces)), run_dir, tf.distribute.get_strategy())
     return run_dir
 
 

@@ -33,7 +33,7 @@ FACES = ROOT.parent / "shared" / "data" / "anime_faces"
 import tensorflow as tf  # noqa: E402
 
 from illustration_gan import config as config_lib  # noqa: E402
-from illustration_gan import data, training_loop  # noqa: E402
+from illustration_gan import data, training  # noqa: E402
 
 
 def forward_flops(model, input_shape) -> float:
@@ -63,7 +63,7 @@ def time_training(preset: str, image_size: int, batch: int, steps: int, extra: d
     config = config_lib.resolve(preset, {"image_size": image_size, "batch_size": batch, **extra})
     batch = config.training.batch_size
     strategy = tf.distribute.get_strategy()
-    trainer = training_loop.GANTrainer(config, strategy)
+    trainer = training.GANTrainer(config, strategy)
     real = tf.random.uniform((batch, image_size, image_size, 3), -1, 1, seed=0)
     iterator = iter(strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(real).repeat()))
     for _ in range(3):  # trace, compile, warm caches

@@ -219,13 +219,14 @@ def run_train():
         print(f"No --path given: training on {TOY_COUNT} built-in procedural toy faces "
               f"(cartoon faces with 6 hair colours x 4 eye colours x 2 hair styles), {path}", flush=True)
     source = data_lib.scan(path, max_megapixels=FLAGS.max_megapixels)
+    training.steps_per_epoch_of(source.num_images, config.training.batch_size, strategy)  # before any folder
     if FLAGS.resume:
         run_dir = run_folder.resolve_run_dir(FLAGS.resume, FLAGS.run_root)
     elif FLAGS.run_dir:
         run_dir = FLAGS.run_dir
         if os.path.exists(os.path.join(run_dir, run_folder.STATS_FILE)) and distribute.is_chief(strategy):
             raise UserError(f"{run_dir} already holds a run; use --resume {run_dir} to continue it")
-        os.makedirs(run_dir, exist_ok=True)
+        run_folder.check_writable(run_dir)
     else:
         dataset_name = "toyfaces" if not config.path else source.name
         run_dir = run_folder.new_run_dir(config.run_root, dataset_name, config.preset)

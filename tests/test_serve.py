@@ -17,7 +17,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from illustration_gan import UserError, data, generate, training_loop
+from illustration_gan import UserError, data, generate, training
 from illustration_gan import config as config_lib
 from illustration_gan.serve import Explorer, create_app, make_server, resolve_dataset_path, serve
 from illustration_gan.serve import app as serve_app
@@ -48,7 +48,7 @@ def train_tiny_run(root):
     make_faces(faces)
     config = config_lib.resolve("dcgan", dict(TINY, path=str(faces)))
     run_dir = root / "00000-faces-dcgan"
-    training_loop.train(config, data.scan(str(faces)), str(run_dir), tf.distribute.get_strategy())
+    training.train(config, data.scan(str(faces)), str(run_dir), tf.distribute.get_strategy())
     return run_dir
 
 

@@ -137,6 +137,10 @@ def test_flags_fail_with_one_clear_line(tmp_path, real_faces):
                     "--cpu_replicas", "2", "--run_root", str(tmp_path / "p"), check=False)
     assert split.returncode != 0 and "does not split evenly over 2 replicas" in split.stderr
     assert "Traceback" not in split.stderr
+    big = run_cli("--TYPE", "train", "--path", str(real_faces), "--batch_size", "1000", "--run_root",
+                  str(tmp_path / "b"), check=False)
+    assert big.returncode == 2 and "fewer than one batch of 1000" in big.stderr and "Traceback" not in big.stderr
+    assert not (tmp_path / "b").exists() and not (tmp_path / "p").exists()  # refused before any run folder
     hinge = run_cli("--TYPE", "train", "--loss", "hinge", "--balance", "margin", "--dry_run", check=False)
     assert hinge.returncode != 0 and "use --loss minimax" in hinge.stderr and "Traceback" not in hinge.stderr
     pruned = run_cli("--TYPE", "train", "--feature_matching", "0.1", "--dry_run", check=False)

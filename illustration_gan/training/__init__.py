@@ -11,7 +11,10 @@
 """
 
 from illustration_gan.training.callbacks import Callback, learning_rate_scale
-from illustration_gan.training.loop import TrainingDiverged, TrainingInterrupted, train
+from illustration_gan.training.loop import TrainingDiverged, TrainingInterrupted, steps_per_epoch_of, train
 from illustration_gan.training.step import GANTrainer
 
-__all__ = ["Callback", "GANTrainer", "TrainingDiverged", "TrainingInterrupted", "learning_rate_scale", "train"]
+__all__ = [
+    "Callback", "GANTrainer", "TrainingDiverged", "TrainingInterrupted", "learning_rate_scale", "steps_per_epoch_of",
+    "train",
+]

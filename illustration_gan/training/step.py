@@ -77,6 +77,8 @@ class GANTrainer:
         self.objective = objectives.make_objective(t)
         self.terms = terms.make_terms(config)
         self.simultaneous = t.update_order == "simultaneous"
+        # Whether a step can leave G out (n_critic, boosts): only then is G's phase built under a condition.
+        self._g_may_skip = t.n_critic > 1 or t.balance == "boost"
         with strategy.scope():
             self.networks = build_networks(config.model)
             self.ema = None
@@ -139,8 +141,10 @@ class GANTrainer:
         real = next(iterator)
         plan = self.regime.plan(tf.random.stateless_uniform([], self.seed(REGIME_SALT)), self.step)
         metrics = self._simultaneous(real, plan) if self.simultaneous else self._alternating(real, plan)
-        if self.z_predictor is not None:
+        if self.z_predictor is not None and self._g_may_skip:
             metrics["zpred_loss"] = tf.cond(metrics["g_updates"] > 0, self._z_prediction_update, _zero)
+        elif self.z_predictor is not None:
+            metrics["zpred_loss"] = self._z_prediction_update()
         if self.augmenter.adaptive:
             self.augmenter.adapt(metrics["real_sign"], self.step)
         self.step.assign_add(1)
@@ -149,13 +153,19 @@ class GANTrainer:
 
     def _alternating(self, real, plan):
         t = self.config.training
-        extra_d = tf.cond(plan.d_updates > 1, lambda: self._d_update(real, False, BOOST_D_SALT)[0]["d_updates"], _zero)
+        boost = t.balance == "boost"  # only the boost rule updates a network twice in a step
         gate = lambda d_loss, step: (plan.d_updates > 0) & self.regime.allows_d(d_loss, step)  # noqa: E731
+        if boost:  # a boost's last iteration: one more D update, with normal labels, first
+            extra_d = tf.cond(plan.d_updates > 1, lambda: self._d_update(real, False, BOOST_D_SALT)[0]["d_updates"], _zero)
         metrics, fake = self._d_update(real, plan.swap_labels, Z_SALT, gate=gate)
-        metrics["d_updates"] += extra_d
-        g_salt = FRESH_G_Z_SALT if t.fresh_g_z else Z_SALT
-        first = tf.cond(plan.g_updates > 0, lambda: self._g_update(g_salt), lambda: {"g_loss": 0.0, "g_updates": 0.0})
-        second = tf.cond(plan.g_updates > 1, lambda: self._g_update(SECOND_G_SALT)["g_updates"], _zero)
+        if boost:
+            metrics["d_updates"] += extra_d
+        g_salt = FRESH_G_Z_SALT if t.fresh_g_z or boost else Z_SALT
+        if self._g_may_skip:
+            first = tf.cond(plan.g_updates > 0, lambda: self._g_update(g_salt), lambda: {"g_loss": 0.0, "g_updates": 0.0})
+        else:
+            first = self._g_update(g_salt)
+        second = tf.cond(plan.g_updates > 1, lambda: self._g_update(SECOND_G_SALT)["g_updates"], _zero) if boost else 0.0
         metrics.update(g_loss=first["g_loss"], g_updates=first["g_updates"] + second, g_measured=first["g_updates"])
         if t.balance == "margin":
             self._margin_repeats(real, fake, g_salt, metrics)
