@@ -4,8 +4,9 @@
 
 An uninterrupted reference run trains a tiny DCGAN on 32 noise images (4 steps per
 epoch) for --epochs epochs. Each trial starts the same run in its own folder, sends
-SIGKILL after a random delay (from the start of the process to past its end, so kills
-land during start-up, steps, the end-of-epoch writes and the checkpoint), then runs
+SIGKILL after a random delay (from one second after the start to just before the
+reference run's end, so kills land during start-up, steps, the end-of-epoch writes and
+the checkpoint), then runs
 `--resume` until it finishes, killing at most --kills_per_trial times in all. After each
 trial it checks: stats.jsonl holds epochs 1..N once each with the reference's step and
 update counts, every fakes_*.png is there, generator.keras loads, and the checkpoint's
@@ -98,7 +99,8 @@ def main() -> int:
             run_dir = work / f"trial-{trial:02d}"
             kills, resume, codes = [], False, []
             while True:
-                kill = rng.uniform(1.0, full * 1.1) if len(kills) < args.kills_per_trial else None
+                # The first run is always killed (before the reference's end); a resumed one may finish first.
+                kill = rng.uniform(1.0, full * 0.95) if len(kills) < args.kills_per_trial else None
                 code, seconds = run(command(work / "faces", run_dir, args.epochs, resume), kill)
                 codes.append(code)
                 if code == 0:
