@@ -55,9 +55,20 @@ def test_the_newest_checkpoint_that_restores_is_used_and_a_damaged_one_named(tmp
 
 
 def test_training_options_record_the_absolute_dataset_path(tmp_path, monkeypatch):
+    """A relative --path is recorded absolute too, so nearest and serve find it from another folder."""
+    import cv2
+    import numpy as np
+
+    from illustration_gan import config as config_lib
+    from illustration_gan import data
+
+    (tmp_path / "faces").mkdir()
+    cv2.imwrite(str(tmp_path / "faces" / "0.png"), np.zeros((8, 8, 3), np.uint8))
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "opts").mkdir()
-    options = {"config": {"path": "faces"}, "dataset": {"path": "faces", "absolute_path": str(tmp_path / "faces")}}
-    run_folder.write_json(str(tmp_path / "opts" / run_folder.OPTIONS_FILE), options)
+    source = data.scan("faces")
+    options = run_folder.training_options(config_lib.resolve("fast", {"path": "faces"}), source, 1)
+    assert options["dataset"]["absolute_path"] == str(tmp_path / "faces")
+    (tmp_path / "run").mkdir()
+    run_folder.write_json(str(tmp_path / "run" / run_folder.OPTIONS_FILE), options)
     monkeypatch.chdir("/")
-    assert run_folder.dataset_path(str(tmp_path / "opts")) == str(tmp_path / "faces")
+    assert run_folder.dataset_path(str(tmp_path / "run")) == str(tmp_path / "faces")

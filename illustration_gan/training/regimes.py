@@ -3,7 +3,7 @@
 Each rule follows its author's code, which produced the published results:
 
 - none: one D update, then one G update, per batch.
-- margin (jhayes14/GAN train.py, lines 107-133): D trains once and G trains once on
+- margin (jhayes14/GAN train.py at 46fd50a, lines 99-141): D trains once and G trains once on
   the batch; then, if |L_G - L_D| > 0.10, the network with the larger loss trains
   again on the same batch (D on the same fakes, G on the same z) while the gap is
   above the margin, stopping early when its loss falls below the other's. L_D is
