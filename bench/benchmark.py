@@ -1,7 +1,12 @@
 """Speed and memory of every model on this machine: python bench/benchmark.py
 
-Per model preset at --image_size (64) and --batch_size (64), after warm-up:
-  - training images/s, and achieved GFLOP/s from counted FLOPs per training image
+First, when torch is importable (`pip install -e ".[bench]"`), the PyTorch DCGAN
+tutorial's loop (bench/torch_dcgan.py: same batch, every core, float32), so every
+rate below is also given as a ratio to a baseline timed in the same run. Then per
+model preset at --image_size (64) and --batch_size (64), after warm-up:
+  - training images/s as the training loop runs it (several steps per call of the
+    compiled step, about a second's worth) and with one step per call (as before
+    issue 23), and achieved GFLOP/s from counted FLOPs per training image
     (FLOPs of one forward pass of G and of D counted by the TensorFlow profiler;
     a training image costs 3 x (G + 2 D): forward plus a backward of twice the
     forward, with D run on a real and a fake image);
@@ -50,13 +55,23 @@ def forward_flops(model, input_shape) -> float:
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    if os.path.exists("/proc/cpuinfo"):
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, TensorFlow {tf.__version__}"
+    from illustration_gan.training import precision
+
+    return (f"{precision.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
+            f"TensorFlow {tf.__version__}")
+
+
+def time_pytorch(batch: int, steps: int) -> dict | None:
+    """The PyTorch DCGAN tutorial loop's rate in a child process, or None without torch."""
+    import importlib.util
+    import json
+
+    if importlib.util.find_spec("torch") is None:
+        return None
+    command = [sys.executable, str(ROOT / "bench" / "torch_dcgan.py"), "--batch_size", str(batch),
+               "--threads", str(os.cpu_count()), "--steps", str(max(steps, 10))]
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def time_training(preset: str, image_size: int, batch: int, steps: int, extra: dict) -> dict:
@@ -69,10 +84,19 @@ def time_training(preset: str, image_size: int, batch: int, steps: int, extra: d
     for _ in range(3):  # trace, compile, warm caches
         float(trainer.train_step(iterator)["d_loss"])
     started = time.perf_counter()
-    for _ in range(steps):
-        metrics = trainer.train_step(iterator)
-    float(metrics["d_loss"])
-    train_rate = steps * batch / (time.perf_counter() - started)
+    for _ in range(steps):  # one step a call, every metric read back, as the loop did before issue 23
+        {k: float(v) for k, v in trainer.train_step(iterator).items()}
+    single_rate = steps * batch / (time.perf_counter() - started)
+    # As the loop runs it now: calls of about a second (training/loop.py, Pace), for 3 s or more.
+    per_call = max(1, min(1000, round(single_rate / batch)))
+    for _ in range(2):
+        trainer.train_steps(iterator, tf.constant(per_call))[1].numpy()
+    calls, started = 0, time.perf_counter()
+    while calls < 2 or time.perf_counter() - started < 3.0:
+        sums, _, _ = trainer.train_steps(iterator, tf.constant(per_call))
+        {k: float(v) for k, v in sums.items()}
+        calls += 1
+    train_rate = calls * per_call * batch / (time.perf_counter() - started)
 
     generate = tf.function(lambda z: trainer.generator(z, training=False))
     z = trainer.generator.sample_latents(batch, tf.constant([1, 2], tf.int64))
@@ -92,6 +116,8 @@ def time_training(preset: str, image_size: int, batch: int, steps: int, extra: d
     return {
         "model": preset + (" " + " ".join(f"{k}={v}" for k, v in extra.items()) if extra else ""),
         "train_img_s": train_rate,
+        "single_img_s": single_rate,
+        "per_call": per_call,
         "gflop_per_img": train_flops / 1e9,
         "gflop_s": train_rate * train_flops / 1e9,
         "generate_img_s": generate_rate,
@@ -151,13 +177,18 @@ def main():
     parser.add_argument("--steps", type=int, default=10, help="timed steps per model")
     parser.add_argument("--models", default="dcgan,illustration,wgan,dense,fast")
     parser.add_argument("--variants",
-                        default="dcgan:precision=mixed_bfloat16,fast:batch_size=16,fast:batch_size=8",
+                        default="dcgan:precision=mixed_bfloat16,fast:precision=mixed_bfloat16,fast:batch_size=8,"
+                                "fast:batch_size=8;precision=mixed_bfloat16",
                         help="extra rows: preset:field=value[;field=value], comma separated")
     parser.add_argument("--memory_seconds", type=float, default=90)
     parser.add_argument("--write", action="store_true", help="write BENCHMARKS.md")
     args = parser.parse_args()
 
     load_before = os.getloadavg()[0]
+    torch = time_pytorch(args.batch_size, args.steps * 2)
+    if torch:
+        print(f"PyTorch DCGAN tutorial loop (torch {torch['torch']}, {torch['threads']} threads, batch "
+              f"{torch['batch_size']}, float32): {torch['images_per_second']:.1f} images/s", flush=True)
     rows = [time_training(m, args.image_size, args.batch_size, args.steps, {}) for m in args.models.split(",") if m]
     for variant in filter(None, args.variants.split(",")):
         preset, _, fields = variant.partition(":")
@@ -175,14 +206,20 @@ def main():
 
     fastest = max(r["train_img_s"] for r in rows)
     dcgan = next(r for r in rows if r["model"] == "dcgan")
+    baseline = torch["images_per_second"] if torch else float("nan")
     lines = [
-        f"| model | train img/s | GFLOP per training image | achieved GFLOP/s | rate vs FLOP share of DCGAN | generate img/s |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| model | train img/s | vs PyTorch tutorial | steps a call | img/s at 1 step a call | GFLOP per training image "
+        "| achieved GFLOP/s | rate vs FLOP share of DCGAN | generate img/s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
+    if torch:
+        lines.append(f"| PyTorch DCGAN tutorial loop (torch {torch['torch']}) | {baseline:.1f} | 1.00x | 1 | "
+                     f"{baseline:.1f} | | | | |")
     for r in rows:
         expected = dcgan["train_img_s"] * dcgan["gflop_per_img"] / r["gflop_per_img"]
         lines.append(
-            f"| {r['model']} | {r['train_img_s']:.1f} | {r['gflop_per_img']:.2f} | {r['gflop_s']:.0f} | "
+            f"| {r['model']} | {r['train_img_s']:.1f} | {r['train_img_s'] / baseline:.2f}x | {r['per_call']} | "
+            f"{r['single_img_s']:.1f} | {r['gflop_per_img']:.2f} | {r['gflop_s']:.0f} | "
             f"{r['train_img_s'] / expected:.2f}x | {r['generate_img_s']:.0f} |"
         )
     summary = [

@@ -97,7 +97,8 @@ flags.DEFINE_float("lr_decay", 0.0, "Final share of the run (of --epochs, or of 
 flags.DEFINE_integer("seed", 0, "Random seed (z sampling, shuffling, generation).")
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multiworker"], "tf.distribute strategy.")
 flags.DEFINE_integer("cpu_replicas", 2, "--strategy mirrored without GPUs: logical CPU devices.", lower_bound=1)
-flags.DEFINE_enum("precision", "float32", ["float32", "mixed_float16", "mixed_bfloat16"], "Keras dtype policy.")
+flags.DEFINE_enum("precision", "auto", ["auto", "float32", "mixed_float16", "mixed_bfloat16"],
+                  "Keras dtype policy; auto times this model's step at each and takes the fastest.")
 flags.DEFINE_string("run_root", "runs", "Folder holding the run folders.")
 flags.DEFINE_string("run_dir", "", "A run folder: where to train (multi-worker) or which run to use ('' = newest).")
 flags.DEFINE_string("resume", "", "Continue a run from its newest checkpoint: a run folder or 'latest'.")
@@ -195,6 +196,7 @@ def resolved_config() -> config_lib.Config:
         for name, value in TOY_DEFAULTS.items():
             overrides.setdefault(name, value)
     overrides["path"] = FLAGS.path
+    overrides["precision"] = FLAGS.precision  # "auto" unless given: timed when the run starts (training/precision.py)
     return config_lib.resolve(FLAGS.model, overrides)
 
 

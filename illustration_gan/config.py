@@ -20,6 +20,7 @@ BALANCE_RULES = ("none", "margin", "monitor", "boost")
 ARCHITECTURE_NAMES = ("illustration", "dcgan", "dense", "keras_margin")
 UPSAMPLING = ("transposed", "resize")
 UPDATE_ORDERS = ("alternating", "simultaneous")
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 INITS = ("dcgan", "xavier")
 MINIBATCH_PLACES = ("head", "first_block")
 LOSSES = ("minimax", "hinge", "wasserstein")
@@ -96,7 +97,7 @@ class Config:
     epochs: int = 50
     seed: int = 0
     strategy: str = "default"  # "default" | "mirrored" | "multiworker"
-    precision: str = "float32"
+    precision: str = "float32"  # a Keras dtype policy, or "auto" (the command line's default): the fastest here
     run_root: str = "runs"
     max_minutes: float = 0.0  # stop (with a checkpoint) after this wall time; 0 = no limit
     keep_checkpoints: int = 3
@@ -277,6 +278,8 @@ def validate(config: Config) -> None:
         raise UserError(f"{sorted(fixed & adaptive)} is in both --augment (every image) and --ada_augment (adaptive)")
     if not 0 < t.ada_target < 1:
         raise UserError(f"ada_target is a target for the mean sign of D(x) on reals, in (0, 1); got {t.ada_target}")
+    if config.precision not in PRECISIONS:
+        raise UserError(f"precision must be one of {PRECISIONS}, got {config.precision!r}")
     if config.strategy not in ("default", "mirrored", "multiworker"):
         raise UserError(f"unknown strategy {config.strategy!r}")
 

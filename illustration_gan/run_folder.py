@@ -70,8 +70,9 @@ def resolve_run_dir(run_dir: str, run_root: str) -> str:
     return run_dir
 
 
-def training_options(config, source, replicas: int) -> dict:
-    """The contents of training_options.json: enough to explain and rebuild the run."""
+def training_options(config, source, replicas: int, precision_auto: dict | None = None) -> dict:
+    """The contents of training_options.json: enough to explain and rebuild the run (with how
+    `--precision auto` chose the recorded policy, when it did)."""
     import sys
 
     import keras
@@ -94,6 +95,7 @@ def training_options(config, source, replicas: int) -> dict:
             "skipped": list(source.skipped[:100]),
         },
         "replicas": replicas,
+        **({"precision_auto": precision_auto} if precision_auto else {}),
         "versions": {
             "illustration_gan": illustration_gan.__version__,
             "tensorflow": tf.__version__,

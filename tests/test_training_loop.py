@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import time
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -151,3 +154,66 @@ def test_a_read_only_run_folder_is_refused_before_anything_is_built(tmp_path):
             run_folder.new_run_dir(str(disk / "runs"), "faces", "fast")
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+class _SignalAt(training.Callback):
+    """Sends SIGINT to this process before the call of the step that starts at `step` or later."""
+
+    def __init__(self, step: int):
+        self.step, self.sent_at = step, None
+
+    def on_steps_begin(self, step):
+        if step >= self.step and self.sent_at is None:
+            self.sent_at = step
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_a_signal_during_a_call_stops_after_it_and_the_run_resumes_to_the_same_step(tmp_path):
+    source = _noise_faces(tmp_path / "faces", 400)  # 50 steps per epoch
+    strategy = tf.distribute.get_strategy()
+    run_dir = str(tmp_path / "run")
+    signal_at = _SignalAt(3)
+    with pytest.raises(training.TrainingInterrupted):
+        training.train(_tiny(epochs=1), source, run_dir, strategy, callbacks=[signal_at])
+    newest = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+    stopped_at = int(newest.rsplit("-", 1)[1])
+    assert signal_at.sent_at >= 3 and signal_at.sent_at < stopped_at < 50  # the call in flight finished, no more
+    trainer = training.train(_tiny(epochs=1), source, run_dir, strategy, resume=True)
+    (record,) = run_folder.read_jsonl(os.path.join(run_dir, "stats.jsonl"))
+    assert int(trainer.step.numpy()) == 50 and record["step"] == 50
+    assert record["d_updates"] == 50 and record["g_updates"] == 50  # both parts of the epoch counted once
+
+
+def test_the_pace_grows_calls_to_about_a_second_and_never_past_the_deadline():
+    from illustration_gan.training.loop import Pace
+
+    pace = Pace()
+    assert pace.steps(100) == 1
+    pace.record(1, 30.0)  # the first call compiles: not a measure of the step
+    assert pace.steps(100) == 1
+    for _ in range(6):
+        pace.record(pace.steps(10_000), 0.01 * pace.steps(10_000))  # 10 ms a step
+    assert pace.steps(10_000) == 100 and pace.steps(7) == 7
+    soon = Pace(deadline=time.time() + 0.05)
+    soon.record(1, 1.0)
+    for _ in range(5):
+        soon.record(1, 0.01)
+    assert soon.steps(10_000) <= 6  # 100 a call otherwise
+
+
+def test_precision_auto_times_the_candidates_records_the_choice_and_caches_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ILLUSTRATION_GAN_CACHE", str(tmp_path / "cache"))
+    source = _noise_faces(tmp_path / "faces", 16)
+    strategy = tf.distribute.get_strategy()
+    training.train(_tiny(epochs=1, precision="auto"), source, str(tmp_path / "a"), strategy)
+    options = run_folder.read_json(str(tmp_path / "a" / "training_options.json"))
+    timed = options["precision_auto"]
+    assert set(timed["images_per_second"]) >= {"float32", "mixed_bfloat16"}
+    assert all(rate > 0 for rate in timed["images_per_second"].values())
+    assert options["config"]["precision"] == timed["chosen"] in timed["images_per_second"]
+    assert "timed now" in capsys.readouterr().out
+    training.train(_tiny(epochs=1, precision="auto"), source, str(tmp_path / "b"), strategy)
+    assert "cached in" in capsys.readouterr().out
+    again = run_folder.read_json(str(tmp_path / "b" / "training_options.json"))
+    assert again["config"]["precision"] == timed["chosen"]
+    assert keras.mixed_precision.global_policy().name == "float32"  # the run does not leave its policy behind

@@ -90,3 +90,36 @@ def test_the_monitored_rule_remembers_this_steps_g_loss_for_the_next():
     second = trainer.train_step(iterator)
     assert float(second["d_updates"]) == 0.0  # D's loss is below 100 x the previous G loss
     assert trainer.train_step.experimental_get_tracing_count() == 1
+
+
+def test_several_steps_in_one_call_equal_as_many_single_steps():
+    single, several = _trainer(), _trainer()
+    iterator = iter(tf.data.Dataset.from_tensors(REAL).repeat())
+    metrics = [single.train_step(iterator) for _ in range(3)]
+    sums, ran, last = several.train_steps(iter(tf.data.Dataset.from_tensors(REAL).repeat()), tf.constant(3))
+    assert int(ran) == 3 and int(several.step.numpy()) == 3
+    assert set(sums) == set(several.metric_names) == set(metrics[0])
+    for name in sums:
+        assert float(sums[name]) == pytest.approx(sum(float(m[name]) for m in metrics), rel=1e-4, abs=1e-5)
+    assert float(last["d_loss"]) == pytest.approx(float(metrics[-1]["d_loss"]), rel=1e-4)
+    for got, want in zip(_weights(several.generator), _weights(single.generator)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    several.train_steps(iterator, tf.constant(5))
+    assert several.train_steps.experimental_get_tracing_count() == 1  # the count is a tensor: no retrace
+
+
+@pytest.mark.parametrize("preset", ["illustration", "keras-margin", "pokemon-wgan", "fast"])
+def test_every_preset_declares_the_metrics_its_step_returns(preset):
+    overrides = dict(fc_units=16, minibatch_kernels=4) if preset == "illustration" else {}
+    trainer = _trainer(preset, **overrides)
+    sums, ran, _ = trainer.train_steps(iter(tf.data.Dataset.from_tensors(REAL).repeat()), tf.constant(2))
+    assert int(ran) == 2 and set(sums) == set(trainer.metric_names)
+
+
+def test_a_call_stops_after_the_first_step_with_a_non_finite_loss():
+    trainer = _trainer(update_order="simultaneous")
+    bad = tf.fill(REAL.shape, float("nan"))
+    batches = tf.data.Dataset.from_tensor_slices(tf.stack([REAL, REAL, bad, REAL, REAL]))
+    sums, ran, last = trainer.train_steps(iter(batches), tf.constant(5))
+    assert int(ran) == 3 and int(trainer.step.numpy()) == 3
+    assert not np.isfinite(float(last["d_loss"]))

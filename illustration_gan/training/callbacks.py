@@ -1,7 +1,9 @@
 """The side effects of training, one callback each (as Keras callbacks).
 
-The loop calls `on_train_begin`, `on_step_begin(step)`, `on_step_end(step, values)`,
-`on_epoch_end(trainer, epoch, record)` and `on_train_end(trainer)`; a callback
+The loop calls `on_train_begin`, `on_steps_begin(step)` and `on_steps_end(step, steps,
+means)` around each call of the compiled step (which runs `steps` steps, about a
+second's worth; `means` are their metrics' means), `on_epoch_end(trainer, epoch,
+record)` and `on_train_end(trainer)`; a callback
 implements only the hooks it needs. `on_epoch_end` callbacks run in list order
 and may add keys to `record` before `StatsRecord` writes it to stats.jsonl.
 `default_callbacks` builds the run folder's standard set (README, "A run folder").
@@ -23,10 +25,10 @@ class Callback:
     def on_train_begin(self, trainer) -> None:
         pass
 
-    def on_step_begin(self, step: int) -> None:
+    def on_steps_begin(self, step: int) -> None:
         pass
 
-    def on_step_end(self, step: int, values: dict) -> None:
+    def on_steps_end(self, step: int, steps: int, means: dict) -> None:
         pass
 
     def on_epoch_end(self, trainer, epoch: int, record: dict) -> None:
@@ -73,8 +75,9 @@ def learning_rate_scale(progress: float, decay_fraction: float) -> float:
 
 
 class LearningRateDecay(Callback):
-    """Sets both learning rates before each step from the share of the run done: by steps, or by
-    wall time under --max_minutes, whichever is further (a resumed run counts minutes afresh)."""
+    """Sets both learning rates before each call of the step from the share of the run done: by
+    steps, or by wall time under --max_minutes, whichever is further (a resumed run counts minutes
+    afresh). The rate is constant within a call (about a second of steps)."""
 
     def __init__(self, trainer, total_steps: int, max_minutes: float):
         t = trainer.config.training
@@ -82,7 +85,7 @@ class LearningRateDecay(Callback):
         self.rates = [(trainer.g_optimizer.learning_rate, t.g_lr), (trainer.d_optimizer.learning_rate, t.d_lr)]
         self.started = time.time()
 
-    def on_step_begin(self, step):
+    def on_steps_begin(self, step):
         by_time = (time.time() - self.started) / (self.max_minutes * 60) if self.max_minutes > 0 else 0.0
         scale = learning_rate_scale(max(step / self.total_steps, by_time), self.decay)
         for variable, base in self.rates:
@@ -160,7 +163,8 @@ class TensorBoard(Callback):
 
 
 class Progress(Callback):
-    """The progress line of each step (on a terminal) and the log line of each epoch, with time left."""
+    """The progress line after each call of the step (on a terminal) and the log line of each
+    epoch, with time left."""
 
     def __init__(self, log: Log, epochs: int, steps_per_epoch: int, batch_size: int, deadline: float):
         self.log, self.epochs, self.steps_per_epoch = log, epochs, steps_per_epoch
@@ -170,16 +174,18 @@ class Progress(Callback):
         self.epoch_started = time.time()
         self.steps_in_epoch = 0
 
-    def on_step_end(self, step, values):
+    def on_steps_begin(self, step):
         if self.steps_in_epoch == 0:
-            self.epoch_started = time.time() - 1e-9
-        self.steps_in_epoch += 1
+            self.epoch_started = time.time()
+
+    def on_steps_end(self, step, steps, means):
+        self.steps_in_epoch += steps
         if not self.interactive:
             return
-        elapsed = time.time() - self.epoch_started
+        elapsed = max(time.time() - self.epoch_started, 1e-9)
         position = step % self.steps_per_epoch or self.steps_per_epoch
         left = (self.steps_per_epoch - position) * elapsed / self.steps_in_epoch
-        print(f"\rstep {position}/{self.steps_per_epoch}  d {values['d_loss']:.3f}  g {values['g_loss']:.3f}  "
+        print(f"\rstep {position}/{self.steps_per_epoch}  d {means['d_loss']:.3f}  g {means['g_loss']:.3f}  "
               f"{self.steps_in_epoch * self.batch_size / elapsed:.0f} img/s  epoch left {format_seconds(left)}  ",
               end="", flush=True)
 

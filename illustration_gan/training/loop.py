@@ -12,6 +12,7 @@ the last good one.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import math
 import os
@@ -21,11 +22,13 @@ import sys
 import time
 from dataclasses import dataclass
 
+import keras
 import tensorflow as tf
 from absl import logging
 
 from illustration_gan import UserError, data, distribute, run_folder
 from illustration_gan.config import Config
+from illustration_gan.training import precision
 from illustration_gan.training.callbacks import Log, default_callbacks
 from illustration_gan.training.step import GANTrainer
 
@@ -64,12 +67,17 @@ def train(
     run_folder.check_writable(out_dir)
     for path in run_folder.remove_leftovers(out_dir):
         logging.warning("removed %s, left half-written by an earlier run", path)
+    log = Log(os.path.join(run_dir, "log.txt") if chief else None)
+    policy_before, chosen = keras.mixed_precision.global_policy(), None
+    if config.precision == "auto":  # a resumed run keeps the policy its options record
+        make_iterator = lambda c: iter(_dataset(c, source, strategy, 0))  # noqa: E731
+        policy, chosen = precision.choose(config, strategy, make_iterator, log if chief else lambda line: None)
+        config = dataclasses.replace(config, precision=policy)
     trainer = GANTrainer(config, strategy)
     manager = tf.train.CheckpointManager(
         trainer.checkpoint, os.path.join(out_dir, "checkpoints"), max_to_keep=config.keep_checkpoints
     )
-    log = Log(os.path.join(run_dir, "log.txt") if chief else None)
-    _start_or_resume(trainer, manager, config, source, run_dir, chief, resume, log)
+    _start_or_resume(trainer, manager, config, source, run_dir, chief, resume, log, chosen)
     start_epoch, step = int(trainer.epoch.numpy()), int(trainer.step.numpy())
     # A checkpoint written mid-epoch resumes inside that epoch, with the counts of its first part.
     done_in_epoch = min(max(step - start_epoch * steps_per_epoch, 0), steps_per_epoch - 1)
@@ -78,6 +86,8 @@ def train(
     deadline = time.time() + config.max_minutes * 60 if config.max_minutes > 0 else math.inf
     hooks = default_callbacks(trainer, run_dir, out_dir, chief, log, callbacks or [], steps_per_epoch, deadline)
     stop = _StopFlag()
+    # With a decaying learning rate (set before each call) a call spans at most 1% of the run's steps.
+    pace = Pace(deadline, most=max(1, config.epochs * steps_per_epoch // 100) if config.training.lr_decay > 0 else 1000)
     should_stop = lambda: bool(stop.signum) or time.time() > deadline  # noqa: E731
     previous_handlers = _install_signal_handlers(stop)
     stopped_early = False
@@ -87,7 +97,7 @@ def train(
         for epoch in range(start_epoch + 1, config.epochs + 1):
             started, sums, steps_run = time.time() - partial.seconds, partial.sums, partial.steps_run
             to_run = steps_per_epoch - done_in_epoch
-            ran = _run_steps(trainer, iterator, hooks, to_run, epoch, sums, should_stop, run_dir)
+            ran = _run_steps(trainer, iterator, hooks, to_run, epoch, sums, should_stop, run_dir, pace)
             step, steps_run, done_in_epoch, partial = step + ran, steps_run + ran, 0, _PartialEpoch()
             if ran < to_run:  # stopped inside the epoch: checkpoint the step, not the epoch
                 with _storage_errors(out_dir):
@@ -116,6 +126,7 @@ def train(
         if not chief and not keep_worker_files:
             shutil.rmtree(out_dir, ignore_errors=True)
         log.close()
+        keras.mixed_precision.set_global_policy(policy_before)  # the trainer set the run's policy globally
     if stop.signum:
         raise TrainingInterrupted(stop.signum)
     return trainer
@@ -130,21 +141,54 @@ def _dataset(config: Config, source, strategy, start_epoch: int):
     )
 
 
-def _run_steps(trainer, iterator, hooks, count: int, epoch: int, sums: dict, should_stop, run_dir: str) -> int:
-    """Up to `count` training steps, adding their metrics to `sums`; returns how many ran."""
-    for ran in range(1, count + 1):
+def _run_steps(trainer, iterator, hooks, count: int, epoch: int, sums: dict, should_stop, run_dir: str,
+               pace: "Pace") -> int:
+    """Up to `count` training steps, a call of the compiled `train_steps` at a time, adding their
+    metrics to `sums`; returns how many ran."""
+    ran = 0
+    while ran < count:
         step = int(trainer.step.numpy())
         for hook in hooks:
-            hook.on_step_begin(step)
-        values = {k: float(v) for k, v in trainer.train_step(iterator).items()}
-        _check_finite(values, epoch, step + 1, run_dir)
+            hook.on_steps_begin(step)
+        steps = pace.steps(count - ran)
+        started = time.perf_counter()
+        call_sums, done, last = trainer.train_steps(iterator, tf.constant(steps, tf.int32))
+        values, done = {k: float(v) for k, v in call_sums.items()}, int(done)
+        pace.record(done, time.perf_counter() - started)
+        _check_finite({k: float(v) for k, v in last.items()}, epoch, step + done, run_dir)
         for k, v in values.items():
             sums[k] = sums.get(k, 0.0) + v
+        ran += done
         for hook in hooks:
-            hook.on_step_end(step + 1, values)
+            hook.on_steps_end(step + done, done, {k: v / done for k, v in values.items()})
         if should_stop():
             return ran
     return count
+
+
+class Pace:
+    """How many steps one call of the compiled step runs: about `seconds` of work, so that the
+    progress line, signals and --max_minutes react within a few seconds while the per-call costs
+    (Python, the host reading the metrics) are paid once per call. One step per call until the
+    step is compiled and timed; never past the time limit."""
+
+    def __init__(self, deadline: float = math.inf, seconds: float = 1.0, most: int = 1000):
+        self.deadline, self.seconds, self.most = deadline, seconds, most
+        self.per_call, self.step_seconds, self.calls = 1, 0.0, 0
+
+    def steps(self, left: int) -> int:
+        steps = min(self.per_call, left)
+        if self.step_seconds > 0 and self.deadline < math.inf:
+            steps = min(steps, max(1, int((self.deadline - time.time()) / self.step_seconds) + 1))
+        return steps
+
+    def record(self, steps: int, seconds: float) -> None:
+        self.calls += 1
+        if self.calls == 1:  # the first call traces and compiles
+            return
+        self.step_seconds = seconds / max(steps, 1)
+        target = int(self.seconds / max(self.step_seconds, 1e-6))
+        self.per_call = max(1, min(target, self.per_call * 4, self.most))
 
 
 def steps_per_epoch_of(num_images: int, batch_size: int, strategy) -> int:
@@ -159,12 +203,13 @@ def steps_per_epoch_of(num_images: int, batch_size: int, strategy) -> int:
     return steps
 
 
-def _start_or_resume(trainer, manager, config, source, run_dir, chief, resume, log) -> None:
+def _start_or_resume(trainer, manager, config, source, run_dir, chief, resume, log, precision_auto) -> None:
     """Restores the newest checkpoint and drops stats of epochs after it, or records a new run's options."""
     stats_path = os.path.join(run_dir, run_folder.STATS_FILE)
     if not resume:
         if chief:
-            options = run_folder.training_options(config, source, trainer.strategy.num_replicas_in_sync)
+            options = run_folder.training_options(config, source, trainer.strategy.num_replicas_in_sync,
+                                                  precision_auto)
             run_folder.write_json(os.path.join(run_dir, run_folder.OPTIONS_FILE), options)
         return
     damaged = run_folder.checkpoint_prefixes(manager.directory)

@@ -73,6 +73,8 @@ class GANTrainer:
     def __init__(self, config: Config, strategy: tf.distribute.Strategy):
         self.config, self.strategy = config, strategy
         t = config.training
+        if config.precision == "auto":
+            raise ValueError('precision "auto" is chosen by training.train (training/precision.py); give a policy here')
         keras.mixed_precision.set_global_policy(config.precision)
         self.objective = objectives.make_objective(t)
         self.terms = terms.make_terms(config)
@@ -108,6 +110,7 @@ class GANTrainer:
             parts["ema_generator"] = self.ema.generator
         self.checkpoint = tf.train.Checkpoint(**parts)
         self.train_step = tf.function(self._train_step)
+        self.train_steps = tf.function(self._train_steps)
 
     @property
     def generator(self):
@@ -135,7 +138,35 @@ class GANTrainer:
         """The stateless seed of one random draw of this step (and replica)."""
         return tf.stack([tf.cast(self.config.seed * 1_000_003 + salt * 1009 + replica, tf.int64), self.step])
 
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        """The metrics a step returns (summed over a call by `train_steps`)."""
+        t = self.config.training
+        names = ["d_loss", *(term.name for term in self.terms), "d_real", "d_fake", "g_loss", "d_updates",
+                 "g_updates", "labels_swapped"]
+        names += ["real_sign"] if self.augmenter.adaptive else []
+        names += [] if self.simultaneous else ["g_measured"]
+        names += ["margin_repeats"] if t.balance == "margin" and not self.simultaneous else []
+        names += ["zpred_loss"] if self.z_predictor is not None else []
+        return tuple(names)
+
     # -- the step: cross-replica orchestration ------------------------------
+
+    def _train_steps(self, iterator, count):
+        """Up to `count` steps in one call, as Keras' `steps_per_execution`: the sums of their
+        metrics, how many ran, and the last step's losses. It stops after a step whose losses are
+        not finite (its update is applied; the checkpoint on disk stays the last good one)."""
+        sums = {name: tf.constant(0.0) for name in self.metric_names}
+        last = {"d_loss": tf.constant(0.0), "g_loss": tf.constant(0.0)}
+        ran = tf.constant(0)
+        while ran < count and tf.math.is_finite(last["d_loss"]) and tf.math.is_finite(last["g_loss"]):
+            metrics = self._train_step(iterator)
+            if set(metrics) != set(sums):
+                raise ValueError(f"metric_names {sorted(sums)} differ from the step's metrics {sorted(metrics)}")
+            sums = {name: sums[name] + tf.cast(metrics[name], tf.float32) for name in sums}
+            last = {"d_loss": tf.cast(metrics["d_loss"], tf.float32), "g_loss": tf.cast(metrics["g_loss"], tf.float32)}
+            ran += 1
+        return sums, ran, last
 
     def _train_step(self, iterator):
         real = next(iterator)
