@@ -60,6 +60,10 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     return task_type == "worker" and task_id == 0 and not has_chief
 
 
+def is_multiworker(strategy: tf.distribute.Strategy) -> bool:
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
 def worker_index() -> int:
     tf_config = json.loads(os.environ.get("TF_CONFIG", "{}"))
     return int(tf_config.get("task", {}).get("index", 0))

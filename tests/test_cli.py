@@ -174,6 +174,7 @@ def test_training_prints_no_tensorflow_cpp_log_lines_and_skips_images_over_max_m
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "epoch 1/1" in result.stdout
+    assert "precision auto: " in result.stdout  # the default: timed (or read from the cache) and said
     output = result.stdout + result.stderr
     assert not CPP_LOG_LINE.findall(output), output
     assert "oneDNN" not in output and "absl::InitializeLog" not in output, output

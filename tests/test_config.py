@@ -51,7 +51,7 @@ def test_presets_follow_their_sources():
         ("fast", {"upsampling": "bicubic"}, "upsampling must be one of"),
         ("wgan", {"label_smoothing": True}, "minimax"),
         ("fast", {"loss": "hinge", "label_smoothing": True}, "minimax"),
-        ("fast", {"balance": "margin"}, "update_order alternating"),  # fast is simultaneous
+        ("fast", {"balance": "margin", "update_order": "simultaneous"}, "update_order alternating"),
         ("dcgan", {"update_order": "interleaved"}, "update_order must be one of"),
         ("illustration", {"minibatch_place": "first_block"}, "dcgan discriminator"),
         ("keras-margin", {"d_norm": "none"}, "no batch norm"),

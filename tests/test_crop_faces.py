@@ -506,7 +506,7 @@ def test_output_trains_for_one_short_epoch(tmp_path, cascade_path, shared_illust
     assert summary.faces_written >= 8
     done = subprocess.run(
         [sys.executable, "train.py", "--TYPE", "train", "--path", str(out), "--epochs", "1",
-         "--batch_size", "8", "--image_size", "32", "--run_root", str(tmp_path / "runs")],
+         "--batch_size", "8", "--image_size", "32", "--precision", "float32", "--run_root", str(tmp_path / "runs")],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]

@@ -74,7 +74,7 @@ def test_regimes_run_in_the_compiled_step(overrides, faces_source, tmp_path):
         assert record["d_updates"] == 1 and record["g_updates"] == 3  # only the first step updates D
     if overrides.get("balance") == "margin":
         assert record["margin_repeats"] >= 1 and record["d_updates"] + record["g_updates"] == 6 + record["margin_repeats"]
-    assert trainer.train_step.experimental_get_tracing_count() == 1  # decisions never retrace the step
+    assert trainer.train_steps.experimental_get_tracing_count() == 1  # decisions never retrace the step
 
 
 def test_wgan_gradient_penalty_variant_trains(faces_source, tmp_path):

@@ -22,7 +22,7 @@ from illustration_gan.training import augment
 # The update order does not matter to what these tests check, and the simultaneous step compiles faster;
 # the mirrored-strategy test puts the alternating one (the presets' default) under two replicas.
 SMALL = ["--model", "dcgan", "--image_size", "32", "--g_width", "16", "--d_width", "16", "--z_dim", "32",
-         "--batch_size", "16", "--update_order", "simultaneous"]
+         "--batch_size", "16", "--update_order", "simultaneous", "--precision", "float32"]  # auto: test_cli
 
 
 def run_cli(*args, check=True, timeout=240, env_override=None, **kwargs):

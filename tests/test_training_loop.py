@@ -199,6 +199,10 @@ def test_the_pace_grows_calls_to_about_a_second_and_never_past_the_deadline():
     for _ in range(5):
         soon.record(1, 0.01)
     assert soon.steps(10_000) <= 6  # 100 a call otherwise
+    cluster = Pace(fixed=10)  # workers of a cluster: the same count every call, whatever the timings
+    for seconds in (30.0, 0.01, 5.0):
+        assert cluster.steps(100) == 10 and cluster.steps(3) == 3
+        cluster.record(10, seconds)
 
 
 def test_precision_auto_times_the_candidates_records_the_choice_and_caches_it(tmp_path, monkeypatch, capsys):

@@ -87,7 +87,8 @@ def train(
     hooks = default_callbacks(trainer, run_dir, out_dir, chief, log, callbacks or [], steps_per_epoch, deadline)
     stop = _StopFlag()
     # With a decaying learning rate (set before each call) a call spans at most 1% of the run's steps.
-    pace = Pace(deadline, most=max(1, config.epochs * steps_per_epoch // 100) if config.training.lr_decay > 0 else 1000)
+    most = max(1, config.epochs * steps_per_epoch // 100) if config.training.lr_decay > 0 else 1000
+    pace = Pace(deadline, most=most, fixed=min(10, most) if distribute.is_multiworker(strategy) else 0)
     should_stop = lambda: bool(stop.signum) or time.time() > deadline  # noqa: E731
     previous_handlers = _install_signal_handlers(stop)
     stopped_early = False
@@ -170,11 +171,12 @@ class Pace:
     """How many steps one call of the compiled step runs: about `seconds` of work, so that the
     progress line, signals and --max_minutes react within a few seconds while the per-call costs
     (Python, the host reading the metrics) are paid once per call. One step per call until the
-    step is compiled and timed; never past the time limit."""
+    step is compiled and timed; never past the time limit. `fixed` gives every call that many
+    steps instead: workers of a cluster must agree on each call's count, and timings differ."""
 
-    def __init__(self, deadline: float = math.inf, seconds: float = 1.0, most: int = 1000):
-        self.deadline, self.seconds, self.most = deadline, seconds, most
-        self.per_call, self.step_seconds, self.calls = 1, 0.0, 0
+    def __init__(self, deadline: float = math.inf, seconds: float = 1.0, most: int = 1000, fixed: int = 0):
+        self.deadline, self.seconds, self.most, self.fixed = deadline, seconds, most, fixed
+        self.per_call, self.step_seconds, self.calls = fixed or 1, 0.0, 0
 
     def steps(self, left: int) -> int:
         steps = min(self.per_call, left)
@@ -184,7 +186,7 @@ class Pace:
 
     def record(self, steps: int, seconds: float) -> None:
         self.calls += 1
-        if self.calls == 1:  # the first call traces and compiles
+        if self.calls == 1 or self.fixed:  # the first call traces and compiles
             return
         self.step_seconds = seconds / max(steps, 1)
         target = int(self.seconds / max(self.step_seconds, 1e-6))

@@ -26,7 +26,7 @@ import tensorflow as tf
 
 MARGIN = 1.05  # a lower precision must be at least 5% faster than float32 to be chosen
 WARM_CALLS = 2  # calls before timing: the first traces and compiles, the second warms the caches
-TIMED_SECONDS = 3.0  # per candidate, after warming
+TIMED_SECONDS = 2.0  # per candidate, after warming
 
 
 def candidates() -> list[str]:
@@ -66,7 +66,9 @@ def _cache_path(config, replicas: int) -> str:
 
 def choose(config, strategy, make_iterator, log) -> tuple[str, dict]:
     """The policy for `config` (whose precision is "auto") and the record of how it was chosen."""
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    from illustration_gan import distribute
+
+    if distribute.is_multiworker(strategy):
         record = {"chosen": "float32", "reason": "not timed under multiworker (every worker must choose the same)"}
         log(f"precision auto: float32 ({record['reason']}; force another with --precision)")
         return "float32", record
