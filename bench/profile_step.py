@@ -34,7 +34,9 @@ from illustration_gan import training  # noqa: E402
 
 def op_totals(logdir: str) -> tuple[collections.Counter, collections.Counter, float]:
     """(microseconds by op type, calls by op type, traced microseconds) from the host plane of the
-    newest trace. TensorFlow's executor records an event per op kernel named 'name:Type'."""
+    newest trace. The executor's threads (lines named tf_Compute/...) record an event per op kernel
+    named 'scope/name:Type' (oneDNN kernels are '_Mkl...' types) inside 'ExecutorState::Process'
+    events, which are left out, as are the Python thread's function-call events."""
     (path,) = sorted(glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True))[-1:]
     space = xplane_pb2.XSpace()
     space.ParseFromString(Path(path).read_bytes())
@@ -45,12 +47,12 @@ def op_totals(logdir: str) -> tuple[collections.Counter, collections.Counter, fl
             continue
         names = {key: meta.name for key, meta in plane.event_metadata.items()}
         for line in plane.lines:
+            if not line.name.startswith("tf_Compute"):
+                continue
             for event in line.events:
                 name = names.get(event.metadata_id, "")
-                if ":" not in name or name.startswith(("EagerExecute", "FunctionRun", "ExecutorState")):
-                    continue
-                op_type = name.rsplit(":", 1)[1]
-                if not op_type or not op_type[0].isupper():
+                op_type = name.rsplit(":", 1)[1] if ":" in name else ""
+                if not op_type or op_type == "Process":
                     continue
                 seconds[op_type] += event.duration_ps / 1e6
                 calls[op_type] += 1

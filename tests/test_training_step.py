@@ -50,8 +50,11 @@ def _reference_alternating_step(reference):
     return float(d_loss), float(g_loss)
 
 
-def test_the_alternating_step_equals_d_then_g_against_the_updated_d():
-    trainer, reference = _trainer(), _trainer()
+@pytest.mark.parametrize("d_norm", ["batch", "none"])
+def test_the_alternating_step_equals_d_then_g_against_the_updated_d(d_norm):
+    # Without batch norm, D scores the reals and fakes in one call; the reference calls it twice.
+    trainer, reference = _trainer(d_norm=d_norm), _trainer(d_norm=d_norm)
+    assert trainer.discriminator.scores_each_image_alone == (d_norm == "none")
     metrics = _one_step(trainer)
     d_loss, g_loss = _reference_alternating_step(reference)
     np.testing.assert_allclose([float(metrics["d_loss"]), float(metrics["g_loss"])], [d_loss, g_loss], rtol=1e-5)
@@ -59,7 +62,7 @@ def test_the_alternating_step_equals_d_then_g_against_the_updated_d():
                          _weights(reference.discriminator) + _weights(reference.generator)):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
     # The simultaneous order gives G the gradient of the old D: G's weights differ.
-    simultaneous = _trainer(update_order="simultaneous")
+    simultaneous = _trainer(update_order="simultaneous", d_norm=d_norm)
     _one_step(simultaneous)
     differences = [np.abs(a - b).max() for a, b in zip(_weights(simultaneous.generator), _weights(trainer.generator))]
     assert max(differences) > 1e-6
@@ -123,3 +126,54 @@ def test_a_call_stops_after_the_first_step_with_a_non_finite_loss():
     sums, ran, last = trainer.train_steps(iter(batches), tf.constant(5))
     assert int(ran) == 3 and int(trainer.step.numpy()) == 3
     assert not np.isfinite(float(last["d_loss"]))
+
+
+def _adam_steps(optimizer, strategy=None):
+    """Three Adam updates of a 3x2 kernel and a bias from fixed gradients; the values after each."""
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+        variables = [keras.Variable(np.arange(6, dtype="float32").reshape(3, 2) / 7), keras.Variable([0.5, -0.5])]
+        optimizer.build(variables)
+    history = []
+    for i in range(3):
+        grads = [tf.fill([3, 2], 0.3 * (i + 1)), tf.constant([-1.0, 2.0 * i])]
+        strategy.run(lambda g: optimizer.apply(g, variables), args=(grads,))
+        history.append([v.numpy().copy() for v in variables])
+    return history
+
+
+def test_fused_adam_makes_the_update_of_keras_adam():
+    from illustration_gan.training.optimizers import FusedAdam
+
+    kwargs = dict(learning_rate=0.01, beta_1=0.5, beta_2=0.99, epsilon=1e-7)
+    for fused, plain in zip(_adam_steps(FusedAdam(**kwargs)), _adam_steps(keras.optimizers.Adam(**kwargs))):
+        for got, want in zip(fused, plain):
+            np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    assert np.abs(fused[0] - np.arange(6).reshape(3, 2) / 7).min() > 1e-3  # it did update
+
+
+def test_fused_adam_updates_every_replicas_copy_under_a_mirrored_strategy():
+    """In a fresh process (logical devices must be set before TensorFlow starts): two CPU replicas."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = """
+import numpy as np, tensorflow as tf, keras
+cpu, = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from illustration_gan.training.optimizers import FusedAdam
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+with strategy.scope():
+    variable = keras.Variable([1.0, 2.0])
+    optimizer = FusedAdam(learning_rate=0.1)
+    optimizer.build([variable])
+strategy.run(lambda: optimizer.apply([tf.constant([1.0, -1.0])], [variable]))
+copies = [c.numpy().tolist() for c in variable.value.values]
+print(copies)
+assert len(copies) == 2 and copies[0] == copies[1], copies
+np.testing.assert_allclose(copies[0], [0.9, 2.1], rtol=1e-5)
+"""
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]

@@ -77,6 +77,17 @@ class Generator(ConfiguredModel):
 class Discriminator(ConfiguredModel):
     """Maps images to one float32 score per image (a logit, or a critic value)."""
 
+    @property
+    def scores_each_image_alone(self) -> bool:
+        """Whether an image's score depends on that image alone: no batch norm, no minibatch
+        discrimination, no spectral norm (whose power iteration steps once per call). Then the
+        training step scores reals and fakes in one call, which is the same computation as two."""
+        from illustration_gan.networks.layers import MinibatchDiscrimination, MinibatchDiscrimination2D, _SpectralNorm
+
+        batch_dependent = (keras.layers.BatchNormalization, MinibatchDiscrimination, MinibatchDiscrimination2D,
+                           _SpectralNorm)
+        return not any(isinstance(layer, batch_dependent) for layer in self._flatten_layers(include_self=False))
+
     def _make_head(self):
         """Minibatch discrimination features (optional) and the final linear unit."""
         from illustration_gan.networks.layers import MinibatchDiscrimination, SpectralNormDense

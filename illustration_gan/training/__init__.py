@@ -5,6 +5,8 @@
 - `augment`: DiffAugment, and ADA's adaptive probability as an object that owns it;
 - `regimes`: when D and G update (the sources' balance rules, n_critic), in-graph;
 - `ema`: the generator's weight average;
+- `optimizers`: Adam and RMSprop, Adam's update fused into one kernel a variable;
+- `precision`: `--precision auto`, the fastest policy timed on the run's own step;
 - `step`: `GANTrainer`, the compiled step composing the above, chosen once from the config;
 - `callbacks`: the side effects (grids, generator.keras, stats, plots, TensorBoard, progress);
 - `loop`: `train`, the epochs with checkpoints, resume, signals, deadline and NaN guard.

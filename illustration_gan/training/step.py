@@ -11,7 +11,8 @@ train.py lines 111-117; Edouard99/GAN Trainings/*.py). With
 `update_order="alternating"` one compiled step does, under any `tf.distribute`
 strategy, a D phase and then a G phase:
   1. D phase, in each replica: G(z) (no gradient to G), D on the augmented reals
-     and fakes, D's loss and terms, D's gradients; one all-reduce; then, in
+     and fakes (one call on both when D scores each image alone, as without batch
+     norm), D's loss and terms, D's gradients; one all-reduce; then, in
      cross-replica context, the regime decides and D's update is applied;
   2. G phase, in each replica: G(z) again under a tape (the same z, or a fresh one
      where the source draws one), D' (now updated) on the same augmented fakes,
@@ -43,24 +44,12 @@ from illustration_gan.config import Config
 from illustration_gan.networks import build_networks
 from illustration_gan.training import augment, objectives, regimes, terms
 from illustration_gan.training.ema import GeneratorEMA
+from illustration_gan.training.optimizers import make_optimizer
 
 FIXED_Z_SEED = (20160101, 7)  # the seed of the per-epoch sample grid's z
 # Salts of the stateless seeds, one per random draw of a step.
 Z_SALT, GP_SALT, REGIME_SALT, AUGMENT_REAL_SALT, AUGMENT_FAKE_SALT = 1, 2, 3, 5, 6
 FRESH_G_Z_SALT, ZPRED_SALT, BOOST_D_SALT, SECOND_G_SALT = 7, 8, 9, 10
-
-
-def make_optimizer(kind: str, learning_rate: float, training, precision: str):
-    t = training
-    if kind == "adam":
-        optimizer = keras.optimizers.Adam(learning_rate, beta_1=t.beta1, beta_2=t.beta2, epsilon=t.epsilon)
-    elif kind == "rmsprop":
-        optimizer = keras.optimizers.RMSprop(learning_rate, rho=t.rmsprop_rho, epsilon=t.epsilon)
-    else:
-        raise ValueError(f"unknown optimizer {kind!r}")
-    if precision == "mixed_float16":
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    return optimizer
 
 
 def _scaled(optimizer, loss):
@@ -324,14 +313,26 @@ class GANTrainer:
         """D's scores on the augmented reals and fakes, its loss plus terms, and the metrics to log."""
         real_in = self.augmenter(real, self.seed(AUGMENT_REAL_SALT, replica))
         fake_in = self.augmenter(fake, self.seed(AUGMENT_FAKE_SALT, replica))
-        with tf.GradientTape(watch_accessed_variables=False) as input_tape:
-            input_tape.watch(real_in)
-            real_scores = self.discriminator(real_in, training=True)
-        fake_scores = self.discriminator(fake_in, training=True)
         needs_gradients = any(term.needs_real_gradients for term in self.terms)
+        if self.discriminator.scores_each_image_alone:
+            # One call on reals and fakes: one larger batch runs faster on a CPU than two small
+            # ones, and D scores each image alone, so the scores and gradients are those of two calls.
+            count = tf.shape(real_in)[0]
+            both = tf.concat([real_in, tf.cast(fake_in, real_in.dtype)], axis=0)
+            with tf.GradientTape(watch_accessed_variables=False) as input_tape:
+                input_tape.watch(both)
+                scores = self.discriminator(both, training=True)
+                real_scores, fake_scores = scores[:count], scores[count:]
+            real_gradients = input_tape.gradient(real_scores, both)[:count] if needs_gradients else None
+        else:
+            with tf.GradientTape(watch_accessed_variables=False) as input_tape:
+                input_tape.watch(real_in)
+                real_scores = self.discriminator(real_in, training=True)
+            fake_scores = self.discriminator(fake_in, training=True)
+            real_gradients = input_tape.gradient(real_scores, real_in) if needs_gradients else None
         forward = terms.Forward(
             fake=fake, real=real, real_scores=real_scores, fake_scores=fake_scores,
-            real_gradients=input_tape.gradient(real_scores, real_in) if needs_gradients else None,
+            real_gradients=real_gradients,
             seed=lambda salt: self.seed(salt, replica),
         )
         d_loss = self._average(self.objective.discriminator_loss(real_scores, fake_scores, swap))
