@@ -6,7 +6,7 @@ rate below is also given as a ratio to a baseline timed in the same run. Then pe
 model preset at --image_size (64) and --batch_size (64), after warm-up:
   - training images/s as the training loop runs it (several steps per call of the
     compiled step, about a second's worth) and with one step per call (as before
-    issue 23), and achieved GFLOP/s from counted FLOPs per training image
+    issue 23), timed in 3 interleaved rounds of 2 s or more (the median round), and achieved GFLOP/s from counted FLOPs per training image
     (FLOPs of one forward pass of G and of D counted by the TensorFlow profiler;
     a training image costs 3 x (G + 2 D): forward plus a backward of twice the
     forward, with D run on a real and a fake image);
@@ -74,6 +74,9 @@ def time_pytorch(batch: int, steps: int) -> dict | None:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+ROUNDS = 3  # timing rounds per model; the median counts
+
+
 def time_training(preset: str, image_size: int, batch: int, steps: int, extra: dict) -> dict:
     config = config_lib.resolve(preset, {"image_size": image_size, "batch_size": batch, **extra})
     batch = config.training.batch_size
@@ -84,19 +87,26 @@ def time_training(preset: str, image_size: int, batch: int, steps: int, extra: d
     for _ in range(3):  # trace, compile, warm caches
         float(trainer.train_step(iterator)["d_loss"])
     started = time.perf_counter()
-    for _ in range(steps):  # one step a call, every metric read back, as the loop did before issue 23
-        {k: float(v) for k, v in trainer.train_step(iterator).items()}
-    single_rate = steps * batch / (time.perf_counter() - started)
-    # As the loop runs it now: calls of about a second (training/loop.py, Pace), for 3 s or more.
-    per_call = max(1, min(1000, round(single_rate / batch)))
+    for _ in range(steps):
+        float(trainer.train_step(iterator)["d_loss"])
+    # As the loop runs it now: calls of about a second (training/loop.py, Pace).
+    per_call = max(1, min(1000, round(steps * batch / (time.perf_counter() - started) / batch)))
     for _ in range(2):
         trainer.train_steps(iterator, tf.constant(per_call))[1].numpy()
-    calls, started = 0, time.perf_counter()
-    while calls < 2 or time.perf_counter() - started < 3.0:
-        sums, _, _ = trainer.train_steps(iterator, tf.constant(per_call))
-        {k: float(v) for k, v in sums.items()}
-        calls += 1
-    train_rate = calls * per_call * batch / (time.perf_counter() - started)
+    single, several = [], []
+    for _ in range(ROUNDS):  # interleaved, so a machine that slows down mid-way slows both alike
+        done, started = 0, time.perf_counter()
+        while done < steps or time.perf_counter() - started < 2.0:  # one step a call, every metric read
+            {k: float(v) for k, v in trainer.train_step(iterator).items()}  # back, as before issue 23
+            done += 1
+        single.append(done * batch / (time.perf_counter() - started))
+        calls, started = 0, time.perf_counter()
+        while calls < 2 or time.perf_counter() - started < 2.0:
+            sums, _, _ = trainer.train_steps(iterator, tf.constant(per_call))
+            {k: float(v) for k, v in sums.items()}
+            calls += 1
+        several.append(calls * per_call * batch / (time.perf_counter() - started))
+    single_rate, train_rate = sorted(single)[ROUNDS // 2], sorted(several)[ROUNDS // 2]
 
     generate = tf.function(lambda z: trainer.generator(z, training=False))
     z = trainer.generator.sample_latents(batch, tf.constant([1, 2], tf.int64))
@@ -139,17 +149,19 @@ def time_input_pipeline(image_size: int, batch: int, images: int) -> float:
 def peak_training_memory(image_size: int, batch: int, seconds: float) -> float:
     """Peak RSS (GiB) of `train.py` training DCGAN on the shared faces for a while.
 
-    The child reports its own ru_maxrss: the parent's RUSAGE_CHILDREN would also count the
-    pages of this (large) benchmark process that the child shares between fork and exec.
+    The child reports its own high-water mark (VmHWM, which exec resets). Neither the parent's
+    RUSAGE_CHILDREN nor the child's own ru_maxrss will do: Linux carries the forked copy of this
+    (large) benchmark process's resident pages into both across exec (4.51 GiB printed once).
     """
     run_root = Path("/tmp") / f"bench-runs-{os.getpid()}"
     argv = ["train.py", "--TYPE", "train", "--path", str(FACES), "--model", "dcgan", "--image_size", str(image_size),
             "--batch_size", str(batch), "--epochs", "1", "--max_minutes", str(seconds / 60), "--run_root", str(run_root)]
     wrapper = (
-        "import resource, runpy, sys\n"
+        "import runpy, sys\n"
         f"sys.argv = {argv!r}\n"
         "try:\n    runpy.run_path('train.py', run_name='__main__')\n"
-        "finally:\n    print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+        "finally:\n    hwm = [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')]\n"
+        "    print('PEAK_RSS_KB', hwm[0], file=sys.stderr)\n"
     )
     result = subprocess.run([sys.executable, "-c", wrapper], cwd=ROOT, capture_output=True, text=True)
     peak = [line.split()[1] for line in result.stderr.splitlines() if line.startswith("PEAK_RSS_KB")]

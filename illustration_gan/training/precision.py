@@ -3,9 +3,10 @@
 Whether bfloat16 pays depends on the CPU: with AMX or AVX-512 BF16 (Intel Xeon, 4th
 generation on) Keras' `mixed_bfloat16` ran our DCGAN 2x faster than float32, while on
 an AMD EPYC without them it was slower (issue 23). So the choice is measured, not
-assumed: a few warm calls of the run's own compiled step at each candidate policy
-(float32 and mixed_bfloat16; mixed_float16 too where a GPU is present), and the
-fastest wins if it beats float32 by `MARGIN` (timing noise should not flip a run to
+assumed: the run's own compiled step is built at each candidate policy (float32 and
+mixed_bfloat16; mixed_float16 too where a GPU is present), warmed, and timed in
+`ROUNDS` interleaved rounds (a machine that slows down half-way through slows every
+candidate alike; the median round counts), and the fastest wins if it beats float32 by `MARGIN` (timing noise should not flip a run to
 a lower precision). The timings and the choice are logged and kept in
 training_options.json (`precision_auto`), and cached per machine and model
 (`cache_root()/precision/`), so the next run of the same model here starts at once;
@@ -26,7 +27,7 @@ import tensorflow as tf
 
 MARGIN = 1.05  # a lower precision must be at least 5% faster than float32 to be chosen
 WARM_CALLS = 2  # calls before timing: the first traces and compiles, the second warms the caches
-TIMED_SECONDS = 2.0  # per candidate, after warming
+ROUNDS, ROUND_SECONDS = 3, 0.7  # each round times every candidate in turn
 
 
 def candidates() -> list[str]:
@@ -79,15 +80,12 @@ def choose(config, strategy, make_iterator, log) -> tuple[str, dict]:
         log(f"precision auto: {record['chosen']} ({_rates(record)}; timed {record['timed']} on this machine and "
             f"model, cached in {path})")
         return record["chosen"], record
-    rates = {}
-    for policy in candidates():
-        try:
-            rates[policy] = time_policy(dataclasses.replace(config, precision=policy), strategy, make_iterator)
-        except (tf.errors.OpError, ValueError, TypeError) as error:  # e.g. an op without a kernel for the dtype
-            log(f"precision auto: {policy} failed ({str(error).strip().splitlines()[0][:120]}); not a candidate")
+    rates = time_policies([dataclasses.replace(config, precision=p) for p in candidates()], strategy,
+                          make_iterator, log)
     chosen = max(rates, key=lambda p: rates[p] / (1.0 if p == "float32" else MARGIN))
     record = {"chosen": chosen, "images_per_second": {p: round(r, 1) for p, r in rates.items()},
-              "machine": machine(), "timed": time.strftime("%Y-%m-%d %H:%M")}
+              "machine": machine(), "timed": time.strftime("%Y-%m-%d %H:%M"),
+              "load_average": round(os.getloadavg()[0], 2)}
     log(f"precision auto: {chosen} ({_rates(record)}; timed now, cached in {path})")
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -103,26 +101,38 @@ def _rates(record: dict) -> str:
     return ", ".join(f"{p} {r:.0f} img/s" for p, r in record.get("images_per_second", {}).items())
 
 
-def time_policy(config, strategy, make_iterator) -> float:
-    """Images per second of warm calls of a fresh trainer's compiled step under `config.precision`."""
+def time_policies(configs, strategy, make_iterator, log) -> dict[str, float]:
+    """Images per second of each config's compiled step (by its precision): every trainer is built
+    and warmed first, then each round times every one in turn; the median round counts."""
     import keras
 
     from illustration_gan.training.step import GANTrainer
 
     previous = keras.mixed_precision.global_policy()
-    trainer = GANTrainer(config, strategy)
+    runs = {}
     try:
-        iterator = make_iterator(config)
-        steps = 1
-        for _ in range(WARM_CALLS):
-            started = time.perf_counter()
-            trainer.train_steps(iterator, tf.constant(steps, tf.int32))[1].numpy()
-            steps = max(1, min(50, int(0.5 / max(time.perf_counter() - started, 1e-3))))
-        done, started = 0, time.perf_counter()
-        while time.perf_counter() - started < TIMED_SECONDS:
-            done += int(trainer.train_steps(iterator, tf.constant(steps, tf.int32))[1])
-        return done * config.training.batch_size / (time.perf_counter() - started)
+        for config in configs:
+            try:
+                trainer = GANTrainer(config, strategy)  # sets the global policy its layers are built with
+                iterator, steps = make_iterator(config), 1
+                for _ in range(WARM_CALLS):
+                    started = time.perf_counter()
+                    trainer.train_steps(iterator, tf.constant(steps, tf.int32))[1].numpy()
+                    steps = max(1, min(50, int(0.5 / max(time.perf_counter() - started, 1e-3))))
+                runs[config.precision] = (trainer, iterator, steps, config.training.batch_size, [])
+            except (tf.errors.OpError, ValueError, TypeError) as error:  # e.g. an op without a kernel for the dtype
+                log(f"precision auto: {config.precision} failed ({str(error).strip().splitlines()[0][:120]}); "
+                    "not a candidate")
+            finally:
+                keras.mixed_precision.set_global_policy(previous)
+        for _ in range(ROUNDS):
+            for trainer, iterator, steps, batch, rates in runs.values():
+                done, started = 0, time.perf_counter()
+                while time.perf_counter() - started < ROUND_SECONDS:
+                    done += int(trainer.train_steps(iterator, tf.constant(steps, tf.int32))[1])
+                rates.append(done * batch / (time.perf_counter() - started))
+        return {policy: sorted(run[4])[len(run[4]) // 2] for policy, run in runs.items()}
     finally:
-        del trainer
+        runs.clear()
         gc.collect()
         keras.mixed_precision.set_global_policy(previous)
