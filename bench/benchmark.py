@@ -90,7 +90,7 @@ def time_training(preset: str, image_size: int, batch: int, steps: int, extra: d
     for _ in range(steps):
         float(trainer.train_step(iterator)["d_loss"])
     # As the loop runs it now: calls of about a second (training/loop.py, Pace).
-    per_call = max(1, min(1000, round(steps * batch / (time.perf_counter() - started) / batch)))
+    per_call = max(1, min(1000, round(steps / (time.perf_counter() - started))))
     for _ in range(2):
         trainer.train_steps(iterator, tf.constant(per_call))[1].numpy()
     single, several = [], []

@@ -3,8 +3,8 @@ update as one fused kernel per variable.
 
 Keras 3's Adam (keras/src/optimizers/adam.py, `update_step`) writes the update as about a dozen
 small ops per variable: casts, powers, the two moment updates, a square root and a division.
-At batch 8 the `fast` preset's profile (bench/profile_step.py, BENCHMARKS.md) spent about a tenth
-of its op time there. TensorFlow's `ResourceApplyAdam` kernel computes the same update,
+At batch 8 the `fast` preset's float32 profile (bench/profile_step.py, BENCHMARKS.md) spent about
+7% of its op time there (about 10 of 133 ms a step). TensorFlow's `ResourceApplyAdam` kernel computes the same update,
 
     m += (g - m)(1 - beta1);  v += (g^2 - v)(1 - beta2)
     var -= lr sqrt(1 - beta2^t) / (1 - beta1^t) * m / (sqrt(v) + epsilon),
