@@ -214,6 +214,8 @@ def run_train():
     if FLAGS.dry_run:
         print(config_lib.dumps(config))
         return 0
+    if not FLAGS.resume and (note := config_lib.batch_note(config)):
+        print(note, flush=True)
     strategy = distribute.make_strategy(config.strategy, FLAGS.cpu_replicas)
     path = config.path
     if not path:

@@ -197,6 +197,38 @@ PRESETS: dict[str, tuple[ModelConfig, TrainingConfig]] = {
 }
 
 
+# The batch size a preset's learning rates were tuned at. A run of that preset at another batch
+# scales each rate it is not given by sqrt(batch / tuned): the learning-rate part of the
+# square-root scaling rule for Adam (Malladi et al. 2022, "On the SDEs and Scaling Rules for
+# Adaptive Gradient Algorithms", arXiv:2205.10287). Measured on `fast` at batch 64 for 20 minutes
+# (docs/experiments.md, "Batch size at equal minutes").
+LR_TUNED_BATCH = {"fast": 8}
+
+
+def batch_scaled_rates(preset: str, batch_size: int, given: dict) -> dict:
+    """The learning rates of `preset` at `batch_size` that `given` (field -> value) does not set."""
+    tuned = LR_TUNED_BATCH.get(preset)
+    if tuned is None or batch_size == tuned:
+        return {}
+    training = PRESETS[preset][1]
+    factor = math.sqrt(batch_size / tuned)
+    return {name: getattr(training, name) * factor for name in ("g_lr", "d_lr") if name not in given}
+
+
+def batch_note(config: Config) -> str | None:
+    """The line a run starts with when its batch differs from the one its preset was tuned at."""
+    tuned = LR_TUNED_BATCH.get(config.preset)
+    t = config.training
+    if tuned is None or t.batch_size == tuned:
+        return None
+    base = PRESETS[config.preset][1]
+    return (f"batch {t.batch_size}: {config.preset} was tuned at batch {tuned} with learning rates {base.g_lr:g}; "
+            f"other batches scale them by sqrt(batch / {tuned}) unless given (here g_lr {t.g_lr:.3g}, d_lr {t.d_lr:.3g}). "
+            f"On a 2-core CPU batches of 64 and 256 saw about as many images as batch {tuned} in the same minutes, "
+            f"so a fraction of its updates, and scored a worse FID at 20 minutes "
+            f"(docs/experiments.md, \"Batch size at equal minutes\").")
+
+
 def resolve(preset: str, overrides: dict) -> Config:
     """Builds the config of `preset` with `overrides` (field name -> value) applied.
 
@@ -219,6 +251,8 @@ def resolve(preset: str, overrides: dict) -> Config:
                 break
         else:
             raise UserError(f"unknown configuration field {key!r}")
+    if "batch_size" in split["training"]:
+        split["training"].update(batch_scaled_rates(preset, split["training"]["batch_size"], split["training"]))
     config = Config(
         preset=preset,
         model=dataclasses.replace(model, **split["model"]),

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 from pathlib import Path
 
@@ -39,6 +40,23 @@ def test_presets_follow_their_sources():
     wgan = config_lib.resolve("wgan", {})
     assert wgan.training.loss == "wasserstein" and wgan.training.optimizer == "rmsprop"
     assert wgan.training.clip_weights == 0.01 and wgan.training.n_critic == 3 and wgan.model.critic
+
+
+def test_fast_scales_the_learning_rates_it_is_not_given_with_the_batch():
+    tuned = config_lib.resolve("fast", {})
+    assert tuned.training.batch_size == 8 and config_lib.batch_note(tuned) is None
+    at_64 = config_lib.resolve("fast", {"batch_size": 64})
+    assert at_64.training.g_lr == pytest.approx(tuned.training.g_lr * 8**0.5)
+    assert at_64.training.d_lr == pytest.approx(tuned.training.d_lr * 8**0.5)
+    note = config_lib.batch_note(at_64)
+    assert "batch 64" in note and "sqrt(batch / 8)" in note and f"{at_64.training.g_lr:.3g}" in note
+    given = config_lib.resolve("fast", {"batch_size": 32, "g_lr": 1e-4})
+    assert given.training.g_lr == 1e-4 and given.training.d_lr == pytest.approx(tuned.training.d_lr * 2)
+    # A resumed run resolves its recorded fields again: the rates are not scaled twice.
+    flat = {**dataclasses.asdict(at_64.model), **dataclasses.asdict(at_64.training)}
+    assert config_lib.resolve("fast", flat).training == at_64.training
+    # Presets run as their sources did keep their rates at any batch.
+    assert config_lib.resolve("dcgan", {"batch_size": 8}).training.g_lr == config_lib.resolve("dcgan", {}).training.g_lr
 
 
 @pytest.mark.parametrize(
