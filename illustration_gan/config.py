@@ -205,10 +205,16 @@ PRESETS: dict[str, tuple[ModelConfig, TrainingConfig]] = {
 LR_TUNED_BATCH = {"fast": 8}
 
 
+def _tuned_batch_other_than(preset: str, batch_size: int) -> int | None:
+    """The batch `preset`'s rates were tuned at, when it has one and `batch_size` differs from it."""
+    tuned = LR_TUNED_BATCH.get(preset)
+    return None if tuned in (None, batch_size) else tuned
+
+
 def batch_scaled_rates(preset: str, batch_size: int, given: dict) -> dict:
     """The learning rates of `preset` at `batch_size` that `given` (field -> value) does not set."""
-    tuned = LR_TUNED_BATCH.get(preset)
-    if tuned is None or batch_size == tuned:
+    tuned = _tuned_batch_other_than(preset, batch_size)
+    if tuned is None:
         return {}
     training = PRESETS[preset][1]
     factor = math.sqrt(batch_size / tuned)
@@ -217,15 +223,15 @@ def batch_scaled_rates(preset: str, batch_size: int, given: dict) -> dict:
 
 def batch_note(config: Config) -> str | None:
     """The line a run starts with when its batch differs from the one its preset was tuned at."""
-    tuned = LR_TUNED_BATCH.get(config.preset)
     t = config.training
-    if tuned is None or t.batch_size == tuned:
+    tuned = _tuned_batch_other_than(config.preset, t.batch_size)
+    if tuned is None:
         return None
     base = PRESETS[config.preset][1]
     return (f"batch {t.batch_size}: {config.preset} was tuned at batch {tuned} with learning rates {base.g_lr:g}; "
             f"other batches scale them by sqrt(batch / {tuned}) unless given (here g_lr {t.g_lr:.3g}, d_lr {t.d_lr:.3g}). "
-            f"On a 2-core CPU batches of 64 and 256 saw about as many images as batch {tuned} in the same minutes, "
-            f"so a fraction of its updates, and scored a worse FID at 20 minutes "
+            f"In 20-minute runs on one core of a 2-core CPU, batches of 64 and 256 saw about as many images as "
+            f"batch {tuned}, so a seventh and less of its updates, and scored a worse FID "
             f"(docs/experiments.md, \"Batch size at equal minutes\").")
 
 
