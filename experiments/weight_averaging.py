@@ -9,8 +9,7 @@ live generator of the last checkpoint, as the EMA generator's are.
 
     python -m experiments.weight_averaging RUN_DIR [--num_samples 2000] [--windows 1,3,6,12] [--epochs_back 6,12]
 
-With --minutes_at 10,20,40 it also scores the EMA generator of the snapshot nearest each
-of those minutes of training: how quality grows with compute along one run.
+How quality grows with minutes of training along one run is experiments/quality_curve.py.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from experiments.common import run_arguments, sampler, score_and_tabulate, training_minutes
+from experiments.common import run_arguments, sampler, score_and_tabulate
 from illustration_gan import metrics, run_folder
 from illustration_gan.networks import build_networks
 
@@ -45,7 +44,6 @@ def main() -> None:
     parser = run_arguments(__doc__)
     parser.add_argument("--windows", default="1,3,6,12", help="numbers of last snapshots to average (EMA generator)")
     parser.add_argument("--epochs_back", default="", help="also score the EMA generator this many snapshots earlier")
-    parser.add_argument("--minutes_at", default="", help="also score the EMA generator of the snapshot nearest these minutes of training")
     args = parser.parse_args()
 
     config = run_folder.read_config(args.run_dir)
@@ -65,21 +63,13 @@ def main() -> None:
     for back in (int(b) for b in args.epochs_back.split(",") if b):
         at = prefixes[-1 - back]
         variants.append((f"EMA generator {back} snapshots earlier ({os.path.basename(at)})", [at], "ema_generator", at))
-    if args.minutes_at:
-        records = run_folder.read_jsonl(os.path.join(args.run_dir, "stats.jsonl"))
-        minutes = training_minutes(records)
-        kept = {os.path.basename(p): p for p in prefixes}
-        for wanted in (float(m) for m in args.minutes_at.split(",") if m):
-            i = min((i for i in range(len(records)) if records[i].get("checkpoint") in kept), key=lambda i: abs(minutes[i] - wanted))
-            at = kept[records[i]["checkpoint"]]
-            variants.append((f"EMA generator at {minutes[i]:.1f} minutes ({os.path.basename(at)})", [at], "ema_generator", at))
 
     makers = [
         (name, lambda chosen=chosen, part=part, at=at: sampler(averaged_generator(config.model, chosen, part, at), False))
         for name, chosen, part, at in variants
     ]
     command = (f"python -m experiments.weight_averaging {args.run_dir} --num_samples {args.num_samples} "
-               f"--windows {args.windows} --epochs_back {args.epochs_back} --minutes_at {args.minutes_at}")
+               f"--windows {args.windows} --epochs_back {args.epochs_back}")
     score_and_tabulate("generator", makers, real, extractor, args.num_samples, command)
 
 

@@ -19,6 +19,31 @@ def test_training_minutes_count_writing_time_but_not_the_pause_before_a_resume()
     assert common.training_minutes(records) == pytest.approx([50 / 60, 110 / 60, 160 / 60, 215 / 60])
 
 
+def test_the_quality_curve_picks_the_kept_snapshot_nearest_each_minute_and_skips_minutes_not_reached():
+    from experiments.quality_curve import snapshots_at
+
+    # Ten epochs of one minute each; only the even epochs' checkpoints are kept.
+    records = [{"epoch_seconds": 60.0, "wall_time": 60.0 * (i + 1), "checkpoint": f"ckpt-{i + 1}", "step": i + 1}
+               for i in range(10)]
+    kept = {f"ckpt-{i}" for i in (2, 4, 6, 8, 10)}
+    chosen = snapshots_at(records, kept, [1.2, 2, 4.9, 5.2, 10.4, 20])
+    assert [(round(m), r["checkpoint"]) for m, r in chosen] == [(2, "ckpt-2"), (4, "ckpt-4"), (6, "ckpt-6"), (10, "ckpt-10")]
+    assert snapshots_at(records, set(), [2]) == []
+
+
+def test_the_quality_curve_draws_its_points_and_sample_rows(tmp_path):
+    import cv2
+
+    from experiments.quality_curve import draw
+
+    points = [{"minutes": m, "fid": f, "precision": 0.4, "recall": r} for m, f, r in ((10, 120.0, 0.01), (40, 70.0, 0.05))]
+    rows = [run_folder.image_grid(np.full((10, 16, 16, 3), 40 * i, np.uint8), columns=10) for i in range(2)]
+    path = str(tmp_path / "curve.png")
+    draw(points, rows, "5k", "a run", path)
+    picture = cv2.imread(path)
+    assert picture is not None and picture.shape[0] > picture.shape[1] / 3
+
+
 def test_grid_tiles_recovers_the_images_of_a_grid():
     images = np.random.default_rng(0).integers(0, 256, size=(7, 5, 5, 3), dtype=np.uint8)
     tiles = common.grid_tiles(run_folder.image_grid(images), 5)
@@ -68,7 +93,7 @@ def test_the_experiments_import_without_editing_sys_path():
     import sys
 
     path_before = list(sys.path)
-    for name in ("colour_drift", "recall_diagnosis", "sampling_modes", "weight_averaging"):
+    for name in ("colour_drift", "quality_curve", "recall_diagnosis", "sampling_modes", "weight_averaging"):
         module = importlib.import_module(f"experiments.{name}")
         assert callable(module.main)
     assert sys.path == path_before
