@@ -207,7 +207,8 @@ def run_train():
     if FLAGS.resume:
         run_dir = run_folder.resolve_run_dir(FLAGS.resume, FLAGS.run_root)
         config = run_folder.read_config(run_dir)
-        changes = {name: FLAGS[name].value for name in ("epochs", "max_minutes") if FLAGS[name].present}
+        # What a run may change when it continues: how long it goes on and how many checkpoints it keeps.
+        changes = {name: FLAGS[name].value for name in ("epochs", "max_minutes", "keep_checkpoints") if FLAGS[name].present}
         config = config_lib.resolve(config.preset, {**_flat(config), **changes})
     else:
         config = resolved_config()

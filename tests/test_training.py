@@ -86,10 +86,12 @@ def test_read_config_returns_the_recorded_config_and_names_a_missing_options_fil
 
 def test_resume_continues_counters_and_appends_stats(trained_run):
     run_dir, _, _ = trained_run
-    run_cli("--TYPE", "train", "--resume", str(run_dir), "--epochs", "2")
+    run_cli("--TYPE", "train", "--resume", str(run_dir), "--epochs", "2", "--keep_checkpoints", "1")
     records = run_folder.read_jsonl(run_dir / "stats.jsonl")
     assert [r["epoch"] for r in records] == [1, 2]
     assert records[1]["step"] == 8
+    # --keep_checkpoints applies to the continued run: only the newest checkpoint is left.
+    assert [os.path.basename(p) for p in run_folder.checkpoint_prefixes(str(run_dir / "checkpoints"))] == ["ckpt-8"]
     assert (run_dir / "fakes_000002.png").is_file()
 
 
