@@ -8,6 +8,8 @@ two ways of asking why a run's recall is low.
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -73,6 +75,21 @@ def grid_tiles(grid: np.ndarray, tile_size: int, padding: int = 2) -> np.ndarray
     rows, columns = (grid.shape[0] - padding) // step, (grid.shape[1] - padding) // step
     return np.stack([grid[padding + r * step : padding + r * step + tile_size, padding + c * step : padding + c * step + tile_size]
                      for r in range(rows) for c in range(columns)])
+
+
+def read_run(run_dir: str):
+    """(Config, stats.jsonl records) of a run folder."""
+    from illustration_gan import run_folder
+
+    return run_folder.read_config(run_dir), run_folder.read_jsonl(os.path.join(run_dir, "stats.jsonl"))
+
+
+def new_output(run_dir: str, given: str, default_name: str, flag: str) -> str:
+    """`given`, or `default_name` in the run folder; exits with one line if that file exists (never overwritten)."""
+    path = given or os.path.join(run_dir, default_name)
+    if os.path.exists(path):
+        sys.exit(f"{path} exists; move it or name another with {flag}")
+    return path
 
 
 def training_minutes(records: list[dict]) -> list[float]:

@@ -21,7 +21,7 @@ import sys
 
 import numpy as np
 
-from experiments.common import run_arguments, sampler, training_minutes
+from experiments.common import new_output, read_run, run_arguments, sampler, training_minutes
 from experiments.weight_averaging import averaged_generator
 from illustration_gan import metrics, run_folder
 
@@ -87,12 +87,8 @@ def main() -> None:
     parser.add_argument("--minutes", default="10,20,40,60,120,180", help="minutes of training to score")
     parser.add_argument("--picture", default="", help="where to draw the curve (default RUN_DIR/quality-curve.png)")
     args = parser.parse_args()
-    picture = args.picture or os.path.join(args.run_dir, "quality-curve.png")
-    if os.path.exists(picture):
-        sys.exit(f"{picture} exists; move it or name another with --picture")
-
-    config = run_folder.read_config(args.run_dir)
-    records = run_folder.read_jsonl(os.path.join(args.run_dir, "stats.jsonl"))
+    picture = new_output(args.run_dir, args.picture, "quality-curve.png", "--picture")
+    config, records = read_run(args.run_dir)
     prefixes = run_folder.checkpoint_prefixes(os.path.join(args.run_dir, "checkpoints"))
     kept = {os.path.basename(p): p for p in prefixes}
     wanted = [float(m) for m in args.minutes.split(",") if m]

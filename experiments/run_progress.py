@@ -15,7 +15,7 @@ import sys
 
 import numpy as np
 
-from experiments.common import grid_tiles, training_minutes
+from experiments.common import grid_tiles, new_output, read_run, training_minutes
 from illustration_gan import run_folder
 
 
@@ -28,11 +28,8 @@ def main() -> None:
     args = parser.parse_args()
     import cv2
 
-    out = args.out or os.path.join(args.run_dir, "progress.jpg")
-    if os.path.exists(out):
-        sys.exit(f"{out} exists; move it or name another with --out")
-    config = run_folder.read_config(args.run_dir)
-    records = run_folder.read_jsonl(os.path.join(args.run_dir, "stats.jsonl"))
+    out = new_output(args.run_dir, args.out, "progress.jpg", "--out")
+    config, records = read_run(args.run_dir)
     minutes = dict(zip((r["epoch"] for r in records), training_minutes(records)))
     by_epoch = {r["epoch"]: r for r in records}
     side = int(round(args.tiles ** 0.5))
