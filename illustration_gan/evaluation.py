@@ -98,6 +98,7 @@ def nearest_picture(
     max_real: int = 10_000,
     seed: int = 0,
     fid_weights: str | None = None,
+    cache_dir: str | None = None,
 ) -> str:
     """Writes the nearest-neighbour check as a PNG and returns its path."""
     sampler = generate.load_sampler(run_dir)
@@ -105,9 +106,12 @@ def nearest_picture(
     reals = np.concatenate(list(data.image_batches_uint8(path, sampler.image_size, 256, limit=max_real)))
     if metric == "inception":
         extractor = _extractor(fid_weights)
-        index = metrics.nearest_neighbours(
-            extractor.features([fakes]), extractor.features(_chunks(reals, 100)), k=k, metric="inception"
-        )
+        # The features of the same reals in the same order, from the cache evaluation uses: a second
+        # run at this size (or a second seed) does not recompute them.
+        real = _real_features(path, sampler.image_size, max_real, extractor, cache_dir)
+        if len(real) != len(reals):
+            raise UserError(f"{path} changed while it was read ({len(real)} features for {len(reals)} images)")
+        index = metrics.nearest_neighbours(extractor.features([fakes]), real, k=k, metric="inception")
     else:
         index = metrics.nearest_neighbours(fakes, reals, k=k, metric="mse")
     picture = metrics.nearest_neighbour_grid(fakes, reals, index)
@@ -116,11 +120,6 @@ def nearest_picture(
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     run_folder.save_png(output, picture)
     return output
-
-
-def _chunks(array, size):
-    for start in range(0, len(array), size):
-        yield array[start : start + size]
 
 
 class FIDMonitor:

@@ -168,6 +168,26 @@ def test_nearest_writes_the_mse_picture_and_says_it_skipped_the_inception_one(tr
     assert not (tmp_path / "other.png").exists()  # refused before any picture
 
 
+def test_nearest_by_inception_features_reuses_the_real_feature_cache(trained_run, tmp_path):
+    from illustration_gan import evaluation
+
+    weights = require_shared("fid_inception_v3_2015-12-05.npz")
+    run_dir, folder, _ = trained_run
+    cache = tmp_path / "cache"
+    first = evaluation.nearest_picture(str(run_dir), str(folder), str(tmp_path / "a.png"), count=4, k=3,
+                                       metric="inception", fid_weights=str(weights), cache_dir=str(cache))
+    assert len(list(cache.iterdir())) == 1  # the 66 readable images' features, stored for the next call
+    second = evaluation.nearest_picture(str(run_dir), str(folder), str(tmp_path / "b.png"), count=4, k=3,
+                                        metric="inception", fid_weights=str(weights), cache_dir=str(cache))
+    from PIL import Image
+
+    a, b = np.asarray(Image.open(first)), np.asarray(Image.open(second))
+    assert a.shape[0] > a.shape[1] / 2 and np.array_equal(a, b)  # 1 + k rows of 4; cached features: same neighbours
+    with pytest.raises(evaluation.UserError, match="already exists"):
+        evaluation.nearest_picture(str(run_dir), str(folder), first, metric="inception", fid_weights=str(weights),
+                                   cache_dir=str(cache))
+
+
 def _in_process_config(**overrides):
     base = dict(image_size=32, g_width=8, d_width=8, batch_size=16, epochs=1, z_dim=16, update_order="simultaneous")
     base.update(overrides)
