@@ -101,6 +101,8 @@ def nearest_picture(
     cache_dir: str | None = None,
 ) -> str:
     """Writes the nearest-neighbour check as a PNG and returns its path."""
+    if os.path.exists(output):  # refused before minutes of feature extraction, not after
+        raise UserError(f"{output} already exists; choose another --output")
     sampler = generate.load_sampler(run_dir)
     fakes = sampler.sample_uint8(count, seed)
     reals = np.concatenate(list(data.image_batches_uint8(path, sampler.image_size, 256, limit=max_real)))
@@ -115,8 +117,6 @@ def nearest_picture(
     else:
         index = metrics.nearest_neighbours(fakes, reals, k=k, metric="mse")
     picture = metrics.nearest_neighbour_grid(fakes, reals, index)
-    if os.path.exists(output):
-        raise UserError(f"{output} already exists; choose another --output")
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     run_folder.save_png(output, picture)
     return output

@@ -169,6 +169,8 @@ def test_nearest_writes_the_mse_picture_and_says_it_skipped_the_inception_one(tr
 
 
 def test_nearest_by_inception_features_reuses_the_real_feature_cache(trained_run, tmp_path):
+    from PIL import Image
+
     from illustration_gan import evaluation
 
     weights = require_shared("fid_inception_v3_2015-12-05.npz")
@@ -179,13 +181,16 @@ def test_nearest_by_inception_features_reuses_the_real_feature_cache(trained_run
     assert len(list(cache.iterdir())) == 1  # the 66 readable images' features, stored for the next call
     second = evaluation.nearest_picture(str(run_dir), str(folder), str(tmp_path / "b.png"), count=4, k=3,
                                         metric="inception", fid_weights=str(weights), cache_dir=str(cache))
-    from PIL import Image
-
     a, b = np.asarray(Image.open(first)), np.asarray(Image.open(second))
     assert a.shape[0] > a.shape[1] / 2 and np.array_equal(a, b)  # 1 + k rows of 4; cached features: same neighbours
     with pytest.raises(evaluation.UserError, match="already exists"):
         evaluation.nearest_picture(str(run_dir), str(folder), first, metric="inception", fid_weights=str(weights),
                                    cache_dir=str(cache))
+    (tmp_path / "c-inception.png").write_bytes(b"kept")  # the second picture exists: refused before the first
+    refused = run_cli("--TYPE", "nearest", "--run_dir", str(run_dir), "--path", str(folder), "--fid_weights",
+                      str(weights), "--output", str(tmp_path / "c.png"), check=False)
+    assert refused.returncode == 2 and "c-inception.png already exists" in refused.stderr
+    assert not (tmp_path / "c.png").exists() and (tmp_path / "c-inception.png").read_bytes() == b"kept"
 
 
 def _in_process_config(**overrides):
