@@ -81,7 +81,7 @@ def read_run(run_dir: str):
     """(Config, stats.jsonl records) of a run folder."""
     from illustration_gan import run_folder
 
-    return run_folder.read_config(run_dir), run_folder.read_jsonl(os.path.join(run_dir, "stats.jsonl"))
+    return run_folder.read_config(run_dir), run_folder.read_jsonl(os.path.join(run_dir, run_folder.STATS_FILE))
 
 
 def new_output(run_dir: str, given: str, default_name: str, flag: str) -> str:
