@@ -12,6 +12,9 @@ the numbers and the faces behind them sit in one picture (issue 24's long-run cu
         [--picture RUN_DIR/quality-curve.png]
 
 A minute the run has not reached (more than 5% past its last record) is skipped with a note.
+A snapshot already scored in metric-curve.jsonl (same checkpoint, generator and sample count)
+is read back rather than scored again, so the curve of a run still training can be built in
+parts: score the early minutes now, the later ones when the run gets there.
 """
 
 from __future__ import annotations
@@ -44,6 +47,11 @@ def snapshots_at(records: list[dict], kept: set[str], wanted: list[float]) -> li
         if not chosen or chosen[-1][1] is not pick[1]:
             chosen.append(pick)
     return chosen
+
+
+def scored_before(curve_file: str) -> dict[tuple, dict]:
+    """The points metric-curve.jsonl already holds, by (checkpoint, generator, sample count)."""
+    return {(p["checkpoint"], p["generator"], p["num_samples"]): p for p in run_folder.read_jsonl(curve_file)}
 
 
 def draw(points: list[dict], rows: list[np.ndarray], label: str, title: str, path: str) -> None:
@@ -101,17 +109,23 @@ def main() -> None:
     real = metrics.real_features(args.faces, config.model.image_size, 5000, extractor, None)
     label = metrics.count_label(args.num_samples)
     part = "ema_generator" if config.training.ema_kimg > 0 else "generator"
+    curve_file = os.path.join(args.run_dir, "metric-curve.jsonl")
+    scored = scored_before(curve_file)
     points, rows = [], []
     for minutes, record in chosen:
         prefix = kept[record["checkpoint"]]
         sample = sampler(averaged_generator(config.model, [prefix], part, prefix), False)
-        scores = metrics.compute_all(real, metrics.generated_features(sample, args.num_samples, extractor, seed=0))
-        point = {"minutes": round(minutes, 2), "step": record["step"], "epoch": record["epoch"],
-                 "checkpoint": record["checkpoint"], "generator": part,
-                 **{k.replace(label, ""): v for k, v in scores.items()}, "num_samples": args.num_samples}
+        point = scored.get((record["checkpoint"], part, args.num_samples))
+        if point is None:
+            scores = metrics.compute_all(real, metrics.generated_features(sample, args.num_samples, extractor, seed=0))
+            point = {"minutes": round(minutes, 2), "step": record["step"], "epoch": record["epoch"],
+                     "checkpoint": record["checkpoint"], "generator": part,
+                     **{k.replace(label, ""): v for k, v in scores.items()}, "num_samples": args.num_samples}
+            run_folder.append_jsonl(curve_file, point)
+        else:
+            print(f"{record['checkpoint']}: scored before, read from {curve_file}", flush=True)
         points.append(point)
         rows.append(run_folder.image_grid(sample(SAMPLES_PER_ROW, 1), columns=SAMPLES_PER_ROW))
-        run_folder.append_jsonl(os.path.join(args.run_dir, "metric-curve.jsonl"), point)
         print(f"{minutes:6.1f} min  step {record['step']:>7}  fid{label} {point['fid']:.1f}  "
               f"precision {point['precision']:.3f}  recall {point['recall']:.3f}", flush=True)
     if not points:

@@ -31,6 +31,20 @@ def test_the_quality_curve_picks_the_kept_snapshot_nearest_each_minute_and_skips
     assert snapshots_at(records, set(), [2]) == []
 
 
+def test_the_quality_curve_reads_back_only_points_scored_the_same_way(tmp_path):
+    from experiments.quality_curve import scored_before
+
+    curve = str(tmp_path / "metric-curve.jsonl")
+    assert scored_before(curve) == {}
+    point = {"checkpoint": "ckpt-750", "generator": "ema_generator", "num_samples": 5000, "fid": 80.0}
+    run_folder.append_jsonl(curve, point)
+    run_folder.append_jsonl(curve, {**point, "num_samples": 2000, "fid": 95.0})
+    scored = scored_before(curve)
+    assert scored[("ckpt-750", "ema_generator", 5000)]["fid"] == 80.0
+    assert scored[("ckpt-750", "ema_generator", 2000)]["fid"] == 95.0
+    assert ("ckpt-750", "generator", 5000) not in scored
+
+
 def test_the_quality_curve_draws_its_points_and_sample_rows(tmp_path):
     import cv2
 

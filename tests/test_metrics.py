@@ -378,6 +378,21 @@ def test_face_features_are_finite_non_negative_and_cached(extractor, face_featur
     assert len(list(cache.glob("*.npz"))) == 1
 
 
+@needs_faces
+def test_real_features_survive_a_fresh_copy_of_the_dataset(extractor, face_features, tmp_path):
+    """The cache is keyed by contents: copying the folder again (new mtimes) does not recompute."""
+    import shutil
+
+    features, files, cache = face_features
+    for f in files:
+        shutil.copy(f, tmp_path)  # copy, not copy2: the copies get new modification times
+    start = time.monotonic()
+    again = metrics.real_features(str(tmp_path), 64, None, extractor, cache_dir=str(cache))
+    assert time.monotonic() - start < 2
+    np.testing.assert_array_equal(again, features)
+    assert len(list(cache.glob("*.npz"))) == 1
+
+
 @needs_weights
 def test_extractor_accepts_uint8_and_float_of_any_size(extractor):
     rng = np.random.default_rng(14)

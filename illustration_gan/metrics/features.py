@@ -8,7 +8,7 @@ Inception network (see inception.py). This module produces those features:
   (nothing but the features is kept in memory) with a progress bar on stderr;
 * ``real_features`` reads a training folder (or file list / TFRecords) through
   ``illustration_gan.data`` and caches the result as .npz, keyed by a hash of the files
-  (relative names, sizes, mtimes), the image size, the image count and the weight file;
+  (relative names and contents), the image size, the image count and the weight file;
 * ``generated_features`` streams a generator ``sample_fn(n, seed) -> uint8 (n, H, W, 3)``.
 """
 
@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from illustration_gan.metrics.inception import FEATURE_DIM, build_fid_inception, resolve_fid_weights
 
-_CACHE_FORMAT = 1  # bump when the cached content or its meaning changes
+_CACHE_FORMAT = 2  # bump when the cached content or its meaning changes
 
 
 def default_features_cache_dir() -> Path:
@@ -153,10 +153,16 @@ def _input_files(path_or_files: str | Sequence[str]) -> tuple[list[str], str, bo
 
 
 def _cache_key(files: list[str], root: str, image_size: int, max_images: int | None, weights: str) -> str:
+    # Contents, not modification times: a dataset copied or synced again (a new machine, a
+    # container start) keeps its features. Hashing is far cheaper than the network: the 6,000
+    # shared faces (47 MB) hash in about a second against 10 minutes of Inception on one core.
     listing = []
     for f in files:
-        stat = tf.io.gfile.stat(f)
-        listing.append([os.path.relpath(f, root) if root else f, stat.length, stat.mtime_nsec])
+        digest = hashlib.sha256()
+        with tf.io.gfile.GFile(f, "rb") as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(block)
+        listing.append([os.path.relpath(f, root) if root else f, digest.hexdigest()])
     description = {
         "format": _CACHE_FORMAT,
         "files": listing,
