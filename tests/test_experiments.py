@@ -58,6 +58,20 @@ def test_the_quality_curve_draws_its_points_and_sample_rows(tmp_path):
     assert picture is not None and picture.shape[0] > picture.shape[1] / 3
 
 
+def test_both_rewrites_of_the_strided_convolution_equal_it():
+    import tensorflow as tf
+
+    from experiments.conv_shapes import conv_as_matmul, conv_on_cells
+
+    rng = np.random.default_rng(3)
+    x = tf.constant(rng.normal(size=(2, 8, 6, 5)), tf.float32)
+    kernel = tf.constant(rng.normal(size=(4, 4, 5, 7)), tf.float32)
+    direct = tf.nn.conv2d(x, kernel, 2, "SAME").numpy()
+    assert direct.shape == (2, 4, 3, 7)
+    np.testing.assert_allclose(conv_as_matmul(x, kernel).numpy(), direct, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(conv_on_cells(x, kernel).numpy(), direct, rtol=1e-4, atol=1e-4)
+
+
 def test_grid_tiles_recovers_the_images_of_a_grid():
     images = np.random.default_rng(0).integers(0, 256, size=(7, 5, 5, 3), dtype=np.uint8)
     tiles = common.grid_tiles(run_folder.image_grid(images), 5)
@@ -107,7 +121,7 @@ def test_the_experiments_import_without_editing_sys_path():
     import sys
 
     path_before = list(sys.path)
-    for name in ("colour_drift", "quality_curve", "recall_diagnosis", "run_progress", "sampling_modes",
+    for name in ("colour_drift", "conv_shapes", "quality_curve", "recall_diagnosis", "run_progress", "sampling_modes",
                  "weight_averaging"):
         module = importlib.import_module(f"experiments.{name}")
         assert callable(module.main)
