@@ -316,9 +316,7 @@ def run_nearest():
     if not path:
         raise UserError("pass --path: the training images to compare with")
     outputs = nearest_outputs(FLAGS.output, run_dir, FLAGS.seed)
-    existing = [out for metric, out in outputs.items() if os.path.exists(out) and (metric == "mse" or weights)]
-    if existing:  # both pictures or neither
-        raise UserError(f"{existing[0]} already exists; choose another --output")
+    evaluation.refuse_existing(outputs["mse"], *([outputs["inception"]] if weights else []))  # both or neither
     written = evaluation.nearest_picture(run_dir, path, outputs["mse"], NEAREST_COUNT, NEAREST_K, "mse",
                                          seed=FLAGS.seed)
     print(f"wrote {written}: top row generated, below each its {NEAREST_K} nearest training images by pixel MSE")

@@ -88,6 +88,13 @@ def compare_folders(path_a: str, path_b: str, image_size: int, num: int, fid_wei
     return metrics.compute_all(real, other)
 
 
+def refuse_existing(*outputs: str) -> None:
+    """A UserError naming the first of `outputs` that exists: outputs are never overwritten."""
+    for output in outputs:
+        if os.path.exists(output):
+            raise UserError(f"{output} already exists; choose another --output")
+
+
 def nearest_picture(
     run_dir: str,
     path: str,
@@ -101,8 +108,7 @@ def nearest_picture(
     cache_dir: str | None = None,
 ) -> str:
     """Writes the nearest-neighbour check as a PNG and returns its path."""
-    if os.path.exists(output):  # refused before minutes of feature extraction, not after
-        raise UserError(f"{output} already exists; choose another --output")
+    refuse_existing(output)  # before minutes of feature extraction, not after
     sampler = generate.load_sampler(run_dir)
     fakes = sampler.sample_uint8(count, seed)
     reals = np.concatenate(list(data.image_batches_uint8(path, sampler.image_size, 256, limit=max_real)))

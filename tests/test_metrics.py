@@ -386,11 +386,9 @@ def test_real_features_survive_a_fresh_copy_of_the_dataset(extractor, face_featu
     features, files, cache = face_features
     for f in files:
         shutil.copy(f, tmp_path)  # copy, not copy2: the copies get new modification times
-    start = time.monotonic()
     again = metrics.real_features(str(tmp_path), 64, None, extractor, cache_dir=str(cache))
-    assert time.monotonic() - start < 2
     np.testing.assert_array_equal(again, features)
-    assert len(list(cache.glob("*.npz"))) == 1
+    assert len(list(cache.glob("*.npz"))) == 1  # served from the same entry: a recomputation would add one
 
 
 @needs_weights
