@@ -11,6 +11,15 @@ stride-1 convolution over those cells, alternating the
 variants within one process and taking the median.
 
     python -m experiments.conv_shapes [--rounds 7]
+
+With --kernel_grad it times only the kernel gradient, the part that is slow at small maps,
+for every convolution of `fast` (D at batch 16: reals and fakes in one call; G's 3x3 resize
+convolutions at batch 8) and of `dcgan` (batch 64; G's transposed convolutions as the
+convolution they transpose), in float32 and bfloat16: oneDNN's `Conv2DBackpropFilter` against
+`networks.matmul_grad.kernel_gradient` (one matmul over the patches). This chose
+`matmul_grad.MATMUL_GRAD_MAX_MAP`.
+
+    python -m experiments.conv_shapes --kernel_grad [--rounds 9]
 """
 
 from __future__ import annotations
@@ -21,6 +30,12 @@ import time
 import numpy as np
 import tensorflow as tf
 
+# (network, batch, input map, input channels, output channels, kernel, stride) of each kernel gradient.
+KERNEL_GRAD_SHAPES = (
+    [("fast D", 16, 64 >> i, 3 if i == 0 else 32 << (i - 1), 32 << i, 4, 2) for i in range(4)]
+    + [("fast G", 8, 8 << i, 256 >> i, 128 >> i if i < 3 else 3, 3, 1) for i in range(4)]
+    + [("dcgan D/G", 64, 64 >> i, 3 if i == 0 else 64 << (i - 1), 64 << i, 4, 2) for i in range(4)]
+)
 SHAPES = (((64, 64, 64, 3), 64), ((64, 32, 32, 64), 128), ((64, 16, 16, 128), 256), ((64, 8, 8, 256), 512))
 
 
@@ -56,10 +71,48 @@ def timed_step(convolve, kernel: tf.Variable):
     return step
 
 
+def median_ms(functions, args, rounds: int, repeats: int = 5) -> list[float]:
+    """Median wall time of each function on `args`, the functions alternating within each round."""
+    for function in functions:
+        function(*args), function(*args)
+    times = [[] for _ in functions]
+    for _ in range(rounds):
+        for function, spent in zip(functions, times):
+            started = time.perf_counter()
+            for _ in range(repeats):
+                out = function(*args)
+            out.numpy()
+            spent.append((time.perf_counter() - started) / repeats)
+    return [1e3 * float(np.median(t)) for t in times]
+
+
+def kernel_grad_table(rounds: int) -> None:
+    from illustration_gan.networks.matmul_grad import kernel_gradient
+
+    rng = np.random.default_rng(0)
+    print("| network | batch | kernel gradient of | dtype | Conv2DBackpropFilter ms | one matmul ms | speed-up |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for network, batch, size, channels, out, k, stride in KERNEL_GRAD_SHAPES:
+        for dtype in (tf.float32, tf.bfloat16):
+            x = tf.constant(rng.normal(size=(batch, size, size, channels)), dtype)
+            dy = tf.constant(rng.normal(size=(batch, -(-size // stride), -(-size // stride), out)), dtype)
+            shape = (k, k, channels, out)
+            direct = tf.function(lambda x, dy, shape=shape, stride=stride: tf.raw_ops.Conv2DBackpropFilter(
+                input=x, filter_sizes=shape, out_backprop=dy, strides=[1, stride, stride, 1], padding="SAME"))
+            matmul = tf.function(lambda x, dy, shape=shape, stride=stride: kernel_gradient(x, dy, shape, stride))
+            ms = median_ms((direct, matmul), (x, dy), rounds)
+            name = f"{size}x{size}x{channels} -> {out}, {k}x{k} stride {stride}"
+            print(f"| {network} | {batch} | {name} | {dtype.name} | {ms[0]:.2f} | {ms[1]:.2f} | {ms[0] / ms[1]:.2f}x |",
+                  flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--kernel_grad", action="store_true", help="time only the kernel gradients (see above)")
     args = parser.parse_args()
+    if args.kernel_grad:
+        return kernel_grad_table(args.rounds)
     rng = np.random.default_rng(0)
     print("| D's convolution at batch 64 | GFLOP (forward and both gradients) | tf.nn.conv2d ms | as one matmul ms "
           "| as 2x2 convolution on cells ms | conv2d GFLOP/s |")

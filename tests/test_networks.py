@@ -224,3 +224,72 @@ def test_a_generator_saved_before_options_were_pruned_still_loads():
     images = generator(generator.sample_latents(3, tf.constant([1, 2], tf.int64)))
     assert images.shape == (3, 32, 32, 3) and generator.model_config.g_width == 4
     assert "pack" not in generator.get_config()["config"]
+
+
+def _value_and_grads(layer, x):
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x)
+        y = tf.cast(y, tf.float32)
+        loss = tf.reduce_sum(y * tf.reshape(tf.cast(tf.range(tf.size(y)) % 7 - 3, tf.float32), y.shape))
+    x_grad, kernel_grad = tape.gradient(loss, [x, layer.kernel])
+    return [tf.cast(t, tf.float32).numpy() for t in (y, x_grad, kernel_grad)]
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+@pytest.mark.parametrize(
+    "transposed,shape,filters,kernel,stride",
+    [(False, (3, 8, 8, 16), 24, 4, 2), (False, (2, 7, 9, 5), 6, 4, 2), (False, (2, 8, 8, 12), 5, 3, 1),
+     (True, (3, 4, 4, 16), 8, 4, 2)],
+)
+def test_matmul_kernel_gradient_layers_equal_keras_layers(policy, transposed, shape, filters, kernel, stride):
+    """Same values, input gradients and kernel gradients as Keras' layers with the same weights."""
+    from illustration_gan.networks import matmul_grad
+
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        ours = (matmul_grad.Conv2DTranspose if transposed else matmul_grad.Conv2D)(filters, kernel, stride, "same")
+        stock = (keras.layers.Conv2DTranspose if transposed else keras.layers.Conv2D)(filters, kernel, stride, "same")
+        ours.build(shape), stock.build(shape)
+        rng = np.random.default_rng(0)
+        weights = [rng.normal(size=w.shape).astype(np.float32) * 0.2 for w in ours.get_weights()]
+        ours.set_weights(weights), stock.set_weights(weights)
+        x = tf.constant(rng.normal(size=shape), tf.float32)
+        tolerance = 1e-5 if policy == "float32" else 2e-2  # bfloat16 keeps 8 bits of mantissa
+        for got, want in zip(_value_and_grads(ours, x), _value_and_grads(stock, x)):
+            np.testing.assert_allclose(got, want, atol=tolerance * np.abs(want).max())
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def test_matmul_kernel_gradient_equals_the_convolution_gradient_in_float32():
+    """The bfloat16 path's kernel gradient, checked at float32 precision against TensorFlow's."""
+    from illustration_gan.networks.matmul_grad import conv2d
+
+    rng = np.random.default_rng(1)
+    for shape, kernel_shape, stride in [((2, 8, 6, 5), (4, 4, 5, 7), 2), ((2, 5, 5, 3), (3, 3, 3, 4), 1),
+                                        ((1, 9, 7, 2), (4, 4, 2, 3), 2)]:
+        x = tf.constant(rng.normal(size=shape), tf.float32)
+        k = tf.constant(rng.normal(size=kernel_shape), tf.float32)
+        grads = []
+        for convolve in (conv2d, lambda x, k, s: tf.nn.conv2d(x, k, s, "SAME")):
+            with tf.GradientTape() as tape:
+                tape.watch([x, k])
+                loss = tf.reduce_sum(convolve(x, k, stride) ** 2)
+            grads.append([g.numpy() for g in tape.gradient(loss, [x, k])])
+        for got, want in zip(*grads):
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_a_transposed_dcgan_generator_saved_with_keras_layers_still_loads():
+    """generator.keras written at e30ce9a, before D's and G's small-map layers took the matmul
+    kernel gradient: its weights are stored under Keras' layer names and must load into them."""
+    from illustration_gan.networks import matmul_grad
+
+    folder = Path(__file__).parent / "data" / "dcgan-e30ce9a"
+    generator = keras.saving.load_model(folder / "generator.keras", compile=False)
+    kinds = [type(layer) for layer in generator.upsample.layers if "Transpose" in type(layer).__name__]
+    assert kinds[:2] == [matmul_grad.Conv2DTranspose] * 2 and kinds[2] is keras.layers.Conv2DTranspose
+    images = generator(generator.sample_latents(2, tf.constant([5, 6], tf.int64)))
+    np.testing.assert_allclose(images.numpy(), np.load(folder / "images.npy").astype(np.float32), atol=2e-3)

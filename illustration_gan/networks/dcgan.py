@@ -12,6 +12,9 @@ D has no batch norm, as SNGAN's "standard CNN" (Miyato et al. 2018). With
 `d_norm="none"`, D's convolutions have biases and no batch norm: batch norm over a
 batch of only reals or only fakes removes any shift or scale that the whole batch
 shares (e.g. every sample a little less contrasted), so D cannot see it.
+In bfloat16, the 4x4 stride-2 convolutions at maps of 16 pixels and less (D's last two, G's
+first two transposed ones) take their kernel gradient as one matmul (`matmul_grad`): the same
+variables and values, 1.3-4.6x faster there on a CPU with AMX.
 With `minibatch_place="first_block"`, D has the Pokemon GAN's convolutional minibatch
 discrimination after its first block (Edouard99/GAN Models/gan64.py at 06d4eb2, lines 96-140,
 whose networks are these with ngf = ndf = 128 and a widest level of 1024).
@@ -29,6 +32,7 @@ from illustration_gan.networks.common import (
     weight_init,
 )
 from illustration_gan.networks.layers import MinibatchDiscrimination2D, SpectralNormConv2D
+from illustration_gan.networks import matmul_grad
 
 PACKAGE = "illustration_gan"
 
@@ -50,19 +54,20 @@ class DCGANGenerator(Generator):
             name="project",
         )
         blocks = []
-        for width in widths[1:]:
-            blocks += [*self._upsample_2x(width, use_bias=False), batch_norm(), keras.layers.ReLU()]
-        blocks += self._upsample_2x(3, use_bias=True)
+        for level, width in enumerate(widths[1:]):
+            blocks += [*self._upsample_2x(width, False, 8 << level), batch_norm(), keras.layers.ReLU()]
+        blocks += self._upsample_2x(3, True, c.image_size)
         blocks.append(keras.layers.Activation("tanh", dtype="float32"))
         self.upsample = keras.Sequential(blocks, name="upsample")
 
-    def _upsample_2x(self, width, use_bias):
+    def _upsample_2x(self, width, use_bias, size):
         if self.model_config.upsampling == "resize":
             return [
                 keras.layers.UpSampling2D(2, interpolation="nearest"),
                 keras.layers.Conv2D(width, 3, 1, "same", use_bias=use_bias, kernel_initializer=weight_init()),
             ]
-        return [keras.layers.Conv2DTranspose(width, 4, 2, "same", use_bias=use_bias, kernel_initializer=weight_init())]
+        transpose = matmul_grad.Conv2DTranspose if size <= matmul_grad.MATMUL_GRAD_MAX_MAP else keras.layers.Conv2DTranspose
+        return [transpose(width, 4, 2, "same", use_bias=use_bias, kernel_initializer=weight_init())]
 
     def call(self, z, training=False, return_features=False):
         images = self.upsample(self.project(z, training=training), training=training)
@@ -74,12 +79,13 @@ class DCGANDiscriminator(Discriminator):
     def __init__(self, config: dict, **kwargs):
         super().__init__(config, **kwargs)
         c = self.model_config
-        conv = SpectralNormConv2D if c.spectral_norm else keras.layers.Conv2D
         batch_normalised = c.d_norm == "batch" and not c.spectral_norm
         # Without batch norm the convolutions get biases; spectral norm keeps the tutorial's bias-free ones.
         use_bias = c.d_norm == "none" and not c.spectral_norm
         layers = []
         for i, width in enumerate(level_widths(c.d_width, c.levels, coarse_first=False, max_width=c.max_width)):
+            conv = keras.layers.Conv2D if c.image_size >> i > matmul_grad.MATMUL_GRAD_MAX_MAP else matmul_grad.Conv2D
+            conv = SpectralNormConv2D if c.spectral_norm else conv
             layers.append(conv(width, 4, 2, "same", use_bias=use_bias, kernel_initializer=weight_init()))
             if i > 0 and batch_normalised:
                 layers.append(batch_norm())

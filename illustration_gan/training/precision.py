@@ -28,6 +28,9 @@ import tensorflow as tf
 MARGIN = 1.05  # a lower precision must be at least 5% faster than float32 to be chosen
 WARM_CALLS = 2  # calls before timing: the first traces and compiles, the second warms the caches
 ROUNDS, ROUND_SECONDS = 3, 0.7  # each round times every candidate in turn
+# Part of the cache key: raise it when a code change alters how fast a policy runs (2: bfloat16
+# kernel gradients as one matmul at small maps, networks/matmul_grad.py).
+STEP_VERSION = 2
 
 
 def candidates() -> list[str]:
@@ -59,7 +62,8 @@ def machine() -> str:
 def _cache_path(config, replicas: int) -> str:
     from illustration_gan import cache_root
 
-    key = json.dumps(dict(machine=machine(), tf=tf.__version__, replicas=replicas, strategy=config.strategy,
+    key = json.dumps(dict(machine=machine(), tf=tf.__version__, step=STEP_VERSION, replicas=replicas,
+                          strategy=config.strategy,
                           model=dataclasses.asdict(config.model), training=dataclasses.asdict(config.training)),
                      sort_keys=True)
     return os.path.join(cache_root(), "precision", hashlib.sha256(key.encode()).hexdigest()[:20] + ".json")
