@@ -7,8 +7,9 @@ convolution (`brgconv_bwd_w`) is the slowest part of a step at small maps: in a 
 batch 16) took 11.8 ms a call against 2.0 ms for its forward pass, 18% of all convolution
 time (docs/experiments.md, "Step speed and bfloat16"). The same gradient is a matrix product:
 with X the k x k patches of the padded input, one row per output position, and dY the output
-gradient, one row per output position, dK = X^T dY. Gathering the patches is k * k strided
-slices, and the product runs on oneDNN's AMX matmul.
+gradient, one row per output position, dK = X^T dY. The patches are a few unit-stride slices
+of the padded map cut into stride x stride cells (`patch_columns`), and the product runs on
+oneDNN's AMX matmul.
 
 `Conv2D` and `Conv2DTranspose` here are Keras' layers with the same variables,
 forward pass and input gradient (`tf.nn.conv2d` and its transposes); only the kernel gradient
