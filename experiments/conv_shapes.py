@@ -81,7 +81,7 @@ def median_ms(functions, args, rounds: int, repeats: int = 5) -> list[float]:
             started = time.perf_counter()
             for _ in range(repeats):
                 out = function(*args)
-            out.numpy()
+            tf.nest.flatten(out)[0].numpy()
             spent.append((time.perf_counter() - started) / repeats)
     return [1e3 * float(np.median(t)) for t in times]
 
@@ -124,16 +124,7 @@ def main() -> None:
         variants = (direct, conv_as_matmul, conv_on_cells)
         for variant in variants[1:]:
             np.testing.assert_allclose(variant(x, kernel).numpy(), direct(x, kernel).numpy(), rtol=1e-3, atol=1e-3)
-        steps = [timed_step(variant, kernel) for variant in variants]
-        for step in steps:
-            step(x), step(x)
-        times = [[] for _ in steps]
-        for _ in range(args.rounds):
-            for step, spent in zip(steps, times):
-                started = time.perf_counter()
-                step(x)[0].numpy()
-                spent.append(time.perf_counter() - started)
-        ms = [1e3 * float(np.median(t)) for t in times]
+        ms = median_ms([timed_step(variant, kernel) for variant in variants], (x,), args.rounds, repeats=1)
         gflop = 3 * 2 * shape[0] * (shape[1] // 2) * (shape[2] // 2) * out * 16 * shape[3] / 1e9
         name = f"{shape[1]}x{shape[1]}x{shape[3]} -> {shape[1] // 2}x{shape[1] // 2}x{out}"
         print(f"| {name} | {gflop:.1f} | {ms[0]:.1f} | {ms[1]:.1f} | {ms[2]:.1f} | {gflop / ms[0] * 1e3:.0f} |", flush=True)
