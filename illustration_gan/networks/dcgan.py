@@ -14,7 +14,7 @@ batch of only reals or only fakes removes any shift or scale that the whole batc
 shares (e.g. every sample a little less contrasted), so D cannot see it.
 In bfloat16, the 4x4 stride-2 convolutions at maps of 16 pixels and less (D's last two, G's
 first two transposed ones) take their kernel gradient as one matmul (`matmul_grad`): the same
-variables and values, 1.3-4.6x faster there on a CPU with AMX.
+variables and values; the gradient alone 1.2-5.4x faster there on a CPU with AMX.
 With `minibatch_place="first_block"`, D has the Pokemon GAN's convolutional minibatch
 discrimination after its first block (Edouard99/GAN Models/gan64.py at 06d4eb2, lines 96-140,
 whose networks are these with ngf = ndf = 128 and a widest level of 1024).

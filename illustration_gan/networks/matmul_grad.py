@@ -5,7 +5,7 @@ convolution (`brgconv_bwd_w`) is the slowest part of a step at small maps: in a 
 `fast` at batch 8 (`ONEDNN_VERBOSE=1 python bench/profile_step.py --model fast --batch_size 8
 --precision mixed_bfloat16`) the kernel gradient of D's last convolution (8x8x128 -> 4x4x256,
 batch 16) took 11.8 ms a call against 2.0 ms for its forward pass, 18% of all convolution
-time (docs/experiments.md, "Step speed and bfloat16"). The same gradient is a matrix product:
+time (one core, beside a training run) (docs/experiments.md, "Step speed and bfloat16"). The same gradient is a matrix product:
 with X the k x k patches of the padded input, one row per output position, and dY the output
 gradient, one row per output position, dK = X^T dY. The patches are a few unit-stride slices
 of the padded map cut into stride x stride cells (`patch_columns`), and the product runs on
@@ -16,7 +16,7 @@ forward pass and input gradient (`tf.nn.conv2d` and its transposes); only the ke
 is computed this way, and only when the layer computes in bfloat16. `python -m
 experiments.conv_shapes --kernel_grad` measured where it pays (docs/experiments.md): for 4x4
 stride-2 kernels in bfloat16 at maps of at most `MATMUL_GRAD_MAX_MAP` pixels on a side (the
-map the patches are cut from), 1.3-4.6x faster; at larger maps, in float32 and for 3x3
+map the patches are cut from), 1.2-5.4x faster; at larger maps, in float32 and for 3x3
 stride-1 kernels it was slower or no faster, so float32 layers keep oneDNN's gradient and the
 networks use these layers only at those maps. Only "same" padding, one dilation, channels-last
 and kernel sizes divisible by the stride are supported.

@@ -63,8 +63,8 @@ def _cache_path(config, replicas: int) -> str:
     from illustration_gan import cache_root
 
     key = json.dumps(dict(machine=machine(), tf=tf.__version__, step=STEP_VERSION, replicas=replicas,
-                          strategy=config.strategy,
-                          model=dataclasses.asdict(config.model), training=dataclasses.asdict(config.training)),
+                          strategy=config.strategy, model=dataclasses.asdict(config.model),
+                          training=dataclasses.asdict(config.training)),
                      sort_keys=True)
     return os.path.join(cache_root(), "precision", hashlib.sha256(key.encode()).hexdigest()[:20] + ".json")
 
