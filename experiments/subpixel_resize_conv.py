@@ -17,10 +17,11 @@ one process; medians.
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import tensorflow as tf
+
+from experiments.conv_shapes import median_ms
 
 # fast's generator levels at 64 px: (input map, input channels, output channels).
 LEVELS = [(4, 256, 128), (8, 128, 64), (16, 64, 32), (32, 32, 3)]
@@ -82,18 +83,8 @@ def main():
         for fn in ways.values():
             np.testing.assert_allclose(fn(x, kernel).numpy(), reference.numpy(), rtol=1e-4, atol=1e-3)
         x, kernel = tf.cast(x, args.dtype), tf.cast(kernel, args.dtype)
-        steps = {name: train_step(fn) for name, fn in ways.items()}
-        times = {name: [] for name in ways}
-        for step in steps.values():
-            for _ in range(3):
-                step(x, kernel)
-        for _ in range(args.rounds):
-            for name, step in steps.items():
-                start = time.perf_counter()
-                for _ in range(args.calls):
-                    step(x, kernel)
-                times[name].append((time.perf_counter() - start) / args.calls * 1e3)
-        cells = " | ".join(f"{np.median(t):.2f}" for t in times.values())
+        ms = median_ms([train_step(fn) for fn in ways.values()], (x, kernel), args.rounds, args.calls)
+        cells = " | ".join(f"{t:.2f}" for t in ms)
         print(f"| {size}x{size}x{c_in} -> {2 * size}x{2 * size}x{c_out} | {cells} |", flush=True)
 
 

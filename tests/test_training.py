@@ -25,9 +25,13 @@ SMALL = ["--model", "dcgan", "--image_size", "32", "--g_width", "16", "--d_width
          "--batch_size", "16", "--update_order", "simultaneous", "--precision", "float32"]  # auto: test_cli
 
 
+def train_py(args) -> list[str]:
+    return [sys.executable, str(ROOT / "train.py"), *args]
+
+
 def run_cli(*args, check=True, timeout=240, env_override=None, **kwargs):
     result = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+        train_py(args), cwd=ROOT, capture_output=True, text=True, timeout=timeout,
         env=env_override or os.environ, **kwargs,
     )
     if check and result.returncode != 0:
@@ -38,7 +42,7 @@ def run_cli(*args, check=True, timeout=240, env_override=None, **kwargs):
 def run_cli_at_once(*commands, timeout=240):
     """`run_cli(*args, check=False)` for each independent `args` of `commands`, started together:
     most of each is importing TensorFlow, which the processes do side by side."""
-    processes = [subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, stdout=subprocess.PIPE,
+    processes = [subprocess.Popen(train_py(args), cwd=ROOT, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True) for args in commands]
     results = []
     for args, process in zip(commands, processes):
