@@ -378,8 +378,12 @@ def training_dataset(
     if cache:
         ds = ds.cache()  # uint8 after resize: 12 KiB per 64x64 image
     ds = ds.shuffle(min(source.num_images, 10_000), seed=seed, reshuffle_each_iteration=True).repeat()
-    ds = ds.map(
-        lambda img: tf.image.random_flip_left_right(tf.cast(img, tf.float32) / 127.5 - 1.0, seed=seed),
+    # The flip is keyed by the element's position, not drawn from a stateful op: in a parallel map that
+    # op hands out its draws in whatever order the threads run, so the same seed flipped other images.
+    ds = ds.enumerate().map(
+        lambda i, img: tf.image.stateless_random_flip_left_right(
+            tf.cast(img, tf.float32) / 127.5 - 1.0, seed=tf.stack([tf.constant(seed, tf.int64), i])
+        ),
         num_parallel_calls=tf.data.AUTOTUNE,
     )
     return ds.batch(per_replica, drop_remainder=True).prefetch(tf.data.AUTOTUNE)

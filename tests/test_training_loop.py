@@ -84,6 +84,19 @@ def _tiny(**overrides):
     return config_lib.resolve("dcgan", {**base, **overrides})
 
 
+def test_the_same_seed_trains_the_same_weights_and_another_seed_does_not(tmp_path):
+    source = _noise_faces(tmp_path / "faces", 32)  # 4 steps: every flip and every batch counts
+    strategy = tf.distribute.get_strategy()
+
+    def weights(seed, name):
+        trainer = training.train(_tiny(epochs=1, seed=seed), source, str(tmp_path / name), strategy)
+        return [w.numpy() for w in trainer.generator.weights]
+
+    first, again, other = weights(0, "a"), weights(0, "b"), weights(1, "c")
+    assert all(np.array_equal(x, y) for x, y in zip(first, again, strict=True))
+    assert not all(np.array_equal(x, y) for x, y in zip(first, other, strict=True))
+
+
 def test_resume_skips_a_corrupt_newest_checkpoint_and_keeps_it(tmp_path, capsys):
     source = _noise_faces(tmp_path / "faces", 16)
     run_dir = tmp_path / "run"
