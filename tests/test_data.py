@@ -98,7 +98,10 @@ def test_training_batches_are_scaled_flipped_and_sized(odd_folder):
 
 def test_the_same_seed_gives_the_same_batches_and_another_seed_other_ones(odd_folder):
     source = data.scan(str(odd_folder))
-    take = lambda seed: np.concatenate(list(data.training_dataset(source, 16, 4, seed=seed).take(20).as_numpy_iterator()))  # noqa: E731
+
+    def take(seed):
+        return np.concatenate(list(data.training_dataset(source, 16, 4, seed=seed).take(20).as_numpy_iterator()))
+
     first = take(0)
     assert np.array_equal(first, take(0))  # order and flips alike, however the parallel map is scheduled
     assert not np.array_equal(first, take(1))

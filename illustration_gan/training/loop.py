@@ -73,7 +73,6 @@ def train(
         make_iterator = lambda c: iter(_dataset(c, source, strategy, 0))  # noqa: E731
         policy, chosen = precision.choose(config, strategy, make_iterator, log if chief else lambda line: None)
         config = dataclasses.replace(config, precision=policy)
-    keras.utils.set_random_seed(config.seed)  # the initial weights: same seed, same run
     trainer = GANTrainer(config, strategy)
     manager = tf.train.CheckpointManager(
         trainer.checkpoint, os.path.join(out_dir, "checkpoints"), max_to_keep=config.keep_checkpoints

@@ -70,6 +70,7 @@ class GANTrainer:
         self.simultaneous = t.update_order == "simultaneous"
         # Whether a step can leave G out (n_critic, boosts): only then is G's phase built under a condition.
         self._g_may_skip = t.n_critic > 1 or t.balance == "boost"
+        keras.utils.set_random_seed(config.seed)  # the initial weights follow the run's seed
         with strategy.scope():
             self.networks = build_networks(config.model)
             self.ema = None
