@@ -51,9 +51,12 @@ def main():
         stats = [json.loads(line) for line in f if line.strip()]
     with open(os.path.join(run_dir, "training_options.json")) as f:
         options = json.load(f)
-    images = stats[-1]["step"] * options["config"]["training"]["batch_size"] if stats else 0
+    # Where the clock stopped: the newest checkpoint's step, at which generator.keras is saved too.
+    checkpoints = Path(run_dir, "checkpoints").glob("ckpt-*.index")
+    step = max((int(p.name[len("ckpt-"):-len(".index")]) for p in checkpoints), default=stats[-1]["step"] if stats else 0)
+    images = step * options["config"]["training"]["batch_size"]
     label = next(k for k in record if k.startswith("fid"))[3:]
-    print(f"| run | images seen (completed epochs) | fid{label} | kid{label} | precision | recall |")
+    print(f"| run | images seen | fid{label} | kid{label} | precision | recall |")
     print("| --- | --- | --- | --- | --- | --- |")
     print(f"| {os.path.basename(run_dir)} {' '.join(train_flags)} | {images:,} | {record['fid' + label]:.1f} | "
           f"{record['kid' + label]:.4f} | {record['precision' + label]:.3f} | {record['recall' + label]:.3f} |")

@@ -44,9 +44,10 @@ def evaluate(run_dir: Path, num_samples: int) -> dict:
     record = json.loads((run_dir / "metric-fid.jsonl").read_text().splitlines()[-1])
     stats = [json.loads(line) for line in (run_dir / "stats.jsonl").read_text().splitlines() if line.strip()]
     label = next(k for k in record if k.startswith("fid"))[3:]
+    # The step of the newest checkpoint, where the clock stopped: generator.keras is saved there too.
+    updates = max(int(p.name[len("ckpt-"):-len(".index")]) for p in (run_dir / "checkpoints").glob("ckpt-*.index"))
     return {"fid": record["fid" + label], "kid": record["kid" + label], "precision": record["precision" + label],
-            "recall": record["recall" + label], "updates": stats[-1]["step"], "epochs": stats[-1]["epoch"],
-            "label": label}
+            "recall": record["recall" + label], "updates": updates, "epochs": stats[-1]["epoch"], "label": label}
 
 
 def main() -> int:

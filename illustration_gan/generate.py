@@ -60,7 +60,7 @@ def load_sampler(run_dir: str = "", checkpoint: str = "", run_root: str = "runs"
     run_dir = run_folder.resolve_run_dir(run_dir, run_root)
     path = os.path.join(run_dir, run_folder.GENERATOR_FILE)
     if not os.path.exists(path):
-        raise UserError(f"{run_dir} has no {run_folder.GENERATOR_FILE} yet (it is written after the first epoch)")
+        raise UserError(f"{run_dir} has no {run_folder.GENERATOR_FILE} yet (it is written at the end of each epoch and where training stops)")
     import illustration_gan.networks  # noqa: F401  (registers the custom classes)
 
     return Sampler(keras.saving.load_model(path, compile=False))

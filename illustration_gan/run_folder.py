@@ -8,7 +8,7 @@ runs/00003-faces-illustration/
   losses.png              the loss curves, redrawn each epoch
   progress.gif            the grids as an animation (written at the end)
   checkpoints/            tf.train.Checkpoint files (last few kept)
-  generator.keras         the newest generator, for `--TYPE generate`
+  generator.keras         the newest generator (each epoch, and where training stopped), for `--TYPE generate`
   tensorboard/            TensorBoard events (losses, sample grids)
 """
 

@@ -121,6 +121,18 @@ def test_a_resumed_split_epoch_records_the_whole_epoch(tmp_path):
     assert record["d_updates"] == 4 and record["g_updates"] == 4 and record["step"] == 4
 
 
+def test_a_time_limit_inside_an_epoch_leaves_the_generator_it_reached(tmp_path):
+    from illustration_gan import generate
+
+    source = _noise_faces(tmp_path / "faces", 32)  # 4 steps per epoch
+    run_dir = str(tmp_path / "run")
+    trainer = training.train(_tiny(epochs=1, max_minutes=1e-9), source, run_dir, tf.distribute.get_strategy())
+    assert int(trainer.step.numpy()) == 1 and int(trainer.epoch.numpy()) == 0  # no epoch finished
+    saved = generate.load_sampler(run_dir).generator
+    for written, trained in zip(saved.weights, trainer.sampling_generator.weights, strict=True):
+        np.testing.assert_array_equal(np.asarray(written), np.asarray(trained))
+
+
 def _mount_tmpfs(path: Path, options: str) -> None:
     import subprocess
 

@@ -3,7 +3,8 @@
 The loop calls `on_train_begin`, `on_steps_begin(step)` and `on_steps_end(step, steps,
 means)` around each call of the compiled step (which runs `steps` steps, about a
 second's worth; `means` are their metrics' means), `on_epoch_end(trainer, epoch,
-record)` and `on_train_end(trainer)`; a callback
+record)`, `on_stop(trainer, step)` when training stops inside an epoch (--max_minutes
+or a signal; after the step's checkpoint) and `on_train_end(trainer)`; a callback
 implements only the hooks it needs. `on_epoch_end` callbacks run in list order
 and may add keys to `record` before `StatsRecord` writes it to stats.jsonl.
 `default_callbacks` builds the run folder's standard set (README, "A run folder").
@@ -32,6 +33,9 @@ class Callback:
         pass
 
     def on_epoch_end(self, trainer, epoch: int, record: dict) -> None:
+        pass
+
+    def on_stop(self, trainer, step: int) -> None:
         pass
 
     def on_train_end(self, trainer) -> None:
@@ -108,12 +112,20 @@ class SampleGrid(Callback):
 
 
 class SaveGenerator(Callback):
-    """generator.keras, written to a temporary name first so a crash never leaves half a file."""
+    """generator.keras at each epoch's end and where training stops inside an epoch (the last
+    minutes of a --max_minutes run are in it), written to a temporary name first so a crash
+    never leaves half a file."""
 
     def __init__(self, out_dir: str):
         self.out_dir = out_dir
 
     def on_epoch_end(self, trainer, epoch, record):
+        self.save(trainer)
+
+    def on_stop(self, trainer, step):
+        self.save(trainer)
+
+    def save(self, trainer):
         path = os.path.join(self.out_dir, run_folder.GENERATOR_FILE)
         tmp = os.path.join(self.out_dir, "generator.tmp.keras")
         trainer.sampling_generator.save(tmp)

@@ -104,6 +104,8 @@ def train(
                 with _storage_errors(out_dir):
                     _PartialEpoch(sums, steps_run, time.time() - started).save(out_dir, step)
                     manager.save(checkpoint_number=step)
+                    for hook in hooks:
+                        hook.on_stop(trainer, step)
                 stopped_early = True
                 break
             record = _epoch_record(trainer, epoch, step, sums, steps_run, time.time() - started)
