@@ -215,8 +215,9 @@ def run_train():
     if FLAGS.dry_run:
         print(config_lib.dumps(config))
         return 0
-    if not FLAGS.resume and (note := config_lib.batch_note(config)):
-        print(note, flush=True)
+    for note in (config_lib.batch_note(config), config_lib.decay_note(config)):
+        if note and not FLAGS.resume:
+            print(note, flush=True)
     strategy = distribute.make_strategy(config.strategy, FLAGS.cpu_replicas)
     path = config.path
     if not path:

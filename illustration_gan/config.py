@@ -238,6 +238,18 @@ def batch_note(config: Config) -> str | None:
             f"(docs/experiments.md, \"Batch size at equal minutes\").")
 
 
+def decay_note(config: Config) -> str | None:
+    """The line a run starts with when its learning rates decay: over what, and how to turn it off."""
+    share = config.training.lr_decay
+    if share <= 0:
+        return None
+    span = (f"the last {share * config.max_minutes:g} of its {config.max_minutes:g} minutes (--max_minutes), or of "
+            f"its {config.epochs} epochs if those end first" if config.max_minutes > 0
+            else f"the last {share * config.epochs:g} of its {config.epochs} epochs")
+    return (f"learning rates fall linearly to 0 over {span} (--lr_decay {share:g}; 0 keeps them constant). "
+            f"A resumed run counts --max_minutes afresh.")
+
+
 def resolve(preset: str, overrides: dict) -> Config:
     """Builds the config of `preset` with `overrides` (field name -> value) applied.
 

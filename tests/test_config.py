@@ -59,6 +59,16 @@ def test_fast_scales_the_learning_rates_it_is_not_given_with_the_batch():
     assert config_lib.resolve("dcgan", {"batch_size": 8}).training.g_lr == config_lib.resolve("dcgan", {}).training.g_lr
 
 
+def test_a_decaying_run_says_over_what_and_a_constant_one_says_nothing():
+    assert config_lib.resolve("fast", {}).training.lr_decay == 0.25
+    by_epochs = config_lib.decay_note(config_lib.resolve("fast", {"epochs": 40}))
+    assert "last 10 of its 40 epochs" in by_epochs and "--lr_decay 0.25" in by_epochs
+    by_minutes = config_lib.decay_note(config_lib.resolve("fast", {"max_minutes": 20}))
+    assert "last 5 of its 20 minutes" in by_minutes
+    assert config_lib.decay_note(config_lib.resolve("fast", {"lr_decay": 0.0})) is None
+    assert config_lib.decay_note(config_lib.resolve("dcgan", {})) is None  # the tutorial's constant rate
+
+
 @pytest.mark.parametrize(
     "preset, overrides, message",
     [
