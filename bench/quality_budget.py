@@ -19,6 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from illustration_gan import run_folder
+
 ROOT = Path(__file__).resolve().parents[1]
 FACES = ROOT.parent / "shared" / "data" / "anime_faces"
 WEIGHTS = ROOT.parent / "shared" / "data" / "fid_inception_v3_2015-12-05.npz"
@@ -52,8 +54,8 @@ def main():
     with open(os.path.join(run_dir, "training_options.json")) as f:
         options = json.load(f)
     # Where the clock stopped: the newest checkpoint's step, at which generator.keras is saved too.
-    checkpoints = Path(run_dir, "checkpoints").glob("ckpt-*.index")
-    step = max((int(p.name[len("ckpt-"):-len(".index")]) for p in checkpoints), default=stats[-1]["step"] if stats else 0)
+    newest = run_folder.checkpoint_prefixes(os.path.join(run_dir, "checkpoints"))
+    step = run_folder.checkpoint_step(newest[0]) if newest else (stats[-1]["step"] if stats else 0)
     images = step * options["config"]["training"]["batch_size"]
     label = next(k for k in record if k.startswith("fid"))[3:]
     print(f"| run | images seen | fid{label} | kid{label} | precision | recall |")

@@ -23,6 +23,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from illustration_gan import run_folder
+
 ROOT = Path(__file__).resolve().parents[1]
 FACES = ROOT.parent / "shared" / "data" / "anime_faces"
 WEIGHTS = ROOT.parent / "shared" / "data" / "fid_inception_v3_2015-12-05.npz"
@@ -45,7 +47,7 @@ def evaluate(run_dir: Path, num_samples: int) -> dict:
     stats = [json.loads(line) for line in (run_dir / "stats.jsonl").read_text().splitlines() if line.strip()]
     label = next(k for k in record if k.startswith("fid"))[3:]
     # The step of the newest checkpoint, where the clock stopped: generator.keras is saved there too.
-    updates = max(int(p.name[len("ckpt-"):-len(".index")]) for p in (run_dir / "checkpoints").glob("ckpt-*.index"))
+    updates = run_folder.checkpoint_step(run_folder.checkpoint_prefixes(str(run_dir / "checkpoints"))[0])
     return {"fid": record["fid" + label], "kid": record["kid" + label], "precision": record["precision" + label],
             "recall": record["recall" + label], "updates": updates, "epochs": stats[-1]["epoch"], "label": label}
 

@@ -215,8 +215,8 @@ def run_train():
     if FLAGS.dry_run:
         print(config_lib.dumps(config))
         return 0
-    for note in (config_lib.batch_note(config), config_lib.decay_note(config)):
-        if note and not FLAGS.resume:
+    if not FLAGS.resume:
+        for note in filter(None, (config_lib.batch_note(config), config_lib.decay_note(config))):
             print(note, flush=True)
     strategy = distribute.make_strategy(config.strategy, FLAGS.cpu_replicas)
     path = config.path

@@ -213,8 +213,13 @@ def checkpoint_prefixes(directory: str) -> list[str]:
     listed = list(state.all_model_checkpoint_paths) if state else []
     found = [p[: -len(".index")] for p in glob.glob(os.path.join(directory, "ckpt-*.index"))]
     prefixes = {os.path.join(directory, os.path.basename(p)) for p in listed + found}
-    number = lambda p: int(re.search(r"ckpt-(\d+)$", p).group(1)) if re.search(r"ckpt-(\d+)$", p) else -1  # noqa: E731
-    return sorted(prefixes, key=number, reverse=True)
+    return sorted(prefixes, key=checkpoint_step, reverse=True)
+
+
+def checkpoint_step(prefix: str) -> int:
+    """The step a checkpoint prefix (`.../ckpt-N`, numbered by step) was written at; -1 for another name."""
+    found = re.search(r"ckpt-(\d+)$", prefix)
+    return int(found.group(1)) if found else -1
 
 
 def restore_newest_checkpoint(checkpoint, directory: str, warn=print) -> str | None:
