@@ -56,15 +56,20 @@ def main() -> None:
     for case in args.cases.split(","):
         preset, batch = case.split(":")[0], int(case.split(":")[1])
         variants = [build(preset, batch, 0), build(preset, batch, matmul_grad.MATMUL_GRAD_MAX_MAP)]
-        for trainer, iterator in variants:  # trace, compile, warm
-            trainer.train_steps(iterator, tf.constant(2))[1].numpy()
-        per_call = max(1, round(burst(*variants[0], 1, 1.0)))  # about a second a call, as the loop
-        rates = [[] for _ in variants]
-        for _ in range(args.rounds):
-            for (trainer, iterator), spent in zip(variants, rates):
-                spent.append(batch * burst(trainer, iterator, per_call))
-        before, after = (float(np.median(r)) for r in rates)
+        before, after = alternating_rounds(variants, batch, args.rounds)
         print(f"| {preset} | {batch} | {before:.1f} | {after:.1f} | {after / before:.2f}x |", flush=True)
+
+
+def alternating_rounds(variants, batch: int, rounds: int) -> list[float]:
+    """The median images/s of each (trainer, iterator) over `rounds` rounds that time each in turn."""
+    for trainer, iterator in variants:  # trace, compile, warm
+        trainer.train_steps(iterator, tf.constant(2))[1].numpy()
+    per_call = max(1, round(burst(*variants[0], 1, 1.0)))  # about a second a call, as the loop
+    rates = [[] for _ in variants]
+    for _ in range(rounds):
+        for (trainer, iterator), spent in zip(variants, rates):
+            spent.append(batch * burst(trainer, iterator, per_call))
+    return [float(np.median(r)) for r in rates]
 
 
 if __name__ == "__main__":

@@ -31,22 +31,22 @@ def _one_step(trainer):
 
 
 def _reference_alternating_step(reference):
-    """The PyTorch DCGAN tutorial's order by hand: D's update on reals and fakes, then G's gradient
-    from the updated D on the same z."""
+    """The PyTorch DCGAN tutorial's order by hand: one G forward, D's update on the reals and the
+    detached fakes, then G's gradient from the updated D on the same fakes."""
     z = reference.generator.sample_latents(8, reference.seed(Z_SALT))
     mean = tf.reduce_mean
-    with tf.GradientTape() as tape:
+    with tf.GradientTape(persistent=True) as g_tape:
         fake = reference.generator(z, training=True)
+    with tf.GradientTape() as tape:
         real_logits = reference.discriminator(REAL, training=True)
         fake_logits = reference.discriminator(tf.stop_gradient(fake), training=True)
         d_loss = mean(losses.minimax_discriminator_loss(real_logits, fake_logits))
     d_vars = reference.discriminator.trainable_variables
     reference.d_optimizer.apply(tape.gradient(d_loss, d_vars), d_vars)
-    with tf.GradientTape() as tape:
-        fake = reference.generator(z, training=True)
+    with g_tape:
         g_loss = mean(losses.non_saturating_generator_loss(reference.discriminator(fake, training=True)))
     g_vars = reference.generator.trainable_variables
-    reference.g_optimizer.apply(tape.gradient(g_loss, g_vars), g_vars)
+    reference.g_optimizer.apply(g_tape.gradient(g_loss, g_vars), g_vars)
     return float(d_loss), float(g_loss)
 
 
@@ -61,6 +61,9 @@ def test_the_alternating_step_equals_d_then_g_against_the_updated_d(d_norm):
     for got, want in zip(_weights(trainer.discriminator) + _weights(trainer.generator),
                          _weights(reference.discriminator) + _weights(reference.generator)):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    # G ran forward once, as in the tutorial: its batch-norm moving statistics moved once.
+    for got, want in zip(trainer.generator.non_trainable_weights, reference.generator.non_trainable_weights):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-6)
     # The simultaneous order gives G the gradient of the old D: G's weights differ.
     simultaneous = _trainer(update_order="simultaneous", d_norm=d_norm)
     _one_step(simultaneous)

@@ -17,11 +17,15 @@ strategy, a D phase and then a G phase:
   2. G phase, in each replica: G(z) again under a tape (the same z, or a fresh one
      where the source draws one), D' (now updated) on the same augmented fakes,
      G's loss and gradients; one all-reduce; G's update and the EMA.
-G's forward runs twice: a gradient tape cannot span the cross-replica update
-between the phases, and TensorFlow refuses `merge_call` (how optimizers
-synchronise) inside the control flow a conditional update needs. The second
-pass also updates G's batch-norm moving averages a second time with the same
-batch statistics (they are used only for sampling).
+Under a distribution strategy G's forward runs twice: a gradient tape cannot span the
+cross-replica update between the phases, and TensorFlow refuses `merge_call` (how
+optimizers synchronise) inside the control flow a conditional update needs; the second
+pass also updates G's batch-norm moving averages a second time with the same batch
+statistics (they are used only for sampling). Under the default strategy (one device,
+no replicas) nothing crosses replicas, so where G's phase uses the D phase's z and always
+runs, one tape spans both phases and G's forward runs once, as in the PyTorch tutorial
+(`fake` is computed once, `netD(fake.detach())` for D, `netD(fake)` for G): the same
+gradients, one G forward fewer per step (`reuses_g_forward`).
 `update_order="simultaneous"` takes both gradients from one forward pass and
 applies them together (G's gradient sees D before this step's update).
 
@@ -70,6 +74,11 @@ class GANTrainer:
         self.simultaneous = t.update_order == "simultaneous"
         # Whether a step can leave G out (n_critic, boosts): only then is G's phase built under a condition.
         self._g_may_skip = t.n_critic > 1 or t.balance == "boost"
+        # Constructed outside any strategy's scope with the default strategy: one replica, no merge_call.
+        default_strategy = not tf.distribute.has_strategy() and strategy is tf.distribute.get_strategy()
+        self.reuses_g_forward = (
+            default_strategy and not self.simultaneous and not self._g_may_skip and not t.fresh_g_z
+        )
         keras.utils.set_random_seed(config.seed)  # the initial weights follow the run's seed
         with strategy.scope():
             self.networks = build_networks(config.model)
@@ -174,25 +183,47 @@ class GANTrainer:
 
     def _alternating(self, real, plan):
         t = self.config.training
-        boost = t.balance == "boost"  # only the boost rule updates a network twice in a step
         gate = lambda d_loss, step: (plan.d_updates > 0) & self.regime.allows_d(d_loss, step)  # noqa: E731
+        g_salt = FRESH_G_Z_SALT if t.fresh_g_z or t.balance == "boost" else Z_SALT
+        if self.reuses_g_forward:
+            metrics, fake = self._d_then_g_one_forward(real, plan.swap_labels, gate)
+        else:
+            metrics, fake = self._d_then_g(real, plan, gate, g_salt)
+        if t.balance == "margin":
+            self._margin_repeats(real, fake, g_salt, metrics)
+        if t.balance == "monitor":
+            self.regime.record_g_loss(metrics["g_loss"])
+        return metrics
+
+    def _d_then_g(self, real, plan, gate, g_salt):
+        """The D phase, then the G phase with G's forward run again (any strategy, any rule)."""
+        boost = self.config.training.balance == "boost"  # only the boost rule updates a network twice in a step
         if boost:  # a boost's last iteration: one more D update, with normal labels, first
             extra_d = tf.cond(plan.d_updates > 1, lambda: self._d_update(real, False, BOOST_D_SALT)[0]["d_updates"], _zero)
         metrics, fake = self._d_update(real, plan.swap_labels, Z_SALT, gate=gate)
         if boost:
             metrics["d_updates"] += extra_d
-        g_salt = FRESH_G_Z_SALT if t.fresh_g_z or boost else Z_SALT
         if self._g_may_skip:
             first = tf.cond(plan.g_updates > 0, lambda: self._g_update(g_salt), lambda: {"g_loss": 0.0, "g_updates": 0.0})
         else:
             first = self._g_update(g_salt)
         second = tf.cond(plan.g_updates > 1, lambda: self._g_update(SECOND_G_SALT)["g_updates"], _zero) if boost else 0.0
         metrics.update(g_loss=first["g_loss"], g_updates=first["g_updates"] + second, g_measured=first["g_updates"])
-        if t.balance == "margin":
-            self._margin_repeats(real, fake, g_salt, metrics)
-        if t.balance == "monitor":
-            self.regime.record_g_loss(metrics["g_loss"])
-        return metrics
+        return metrics, fake
+
+    def _d_then_g_one_forward(self, real, swap, gate):
+        """The D phase and G's update with one G forward under one tape (`reuses_g_forward`)."""
+        z = self._latents(Z_SALT, 0, tf.shape(real)[0])
+        with tf.GradientTape() as tape:
+            fake = self.generator(z, training=True)
+            with tape.stop_recording():
+                metrics, _ = self._d_update(real, swap, Z_SALT, fake=tf.stop_gradient(fake), gate=gate)
+            fake_in = self.augmenter(fake, self.seed(AUGMENT_FAKE_SALT))
+            g_loss = self._average(self.objective.generator_loss(self.discriminator(fake_in, training=True)))
+            scaled = _scaled(self.g_optimizer, g_loss)
+        self._apply_g(tape.gradient(scaled, self.generator.trainable_variables))
+        metrics.update(g_loss=g_loss, g_updates=tf.constant(1.0), g_measured=tf.constant(1.0))
+        return metrics, tf.stop_gradient(fake)
 
     def _simultaneous(self, real, plan):
         reduced = self.strategy.run(self._both_replica, args=(real, plan.swap_labels))
