@@ -12,6 +12,7 @@ import keras
 import tensorflow as tf
 
 from illustration_gan.config import ModelConfig, from_dict
+from illustration_gan.networks import fused_batch_norm
 
 
 def weight_init(config: ModelConfig | None = None):
@@ -24,7 +25,7 @@ def weight_init(config: ModelConfig | None = None):
 
 def batch_norm():
     # PyTorch's defaults (momentum 0.1 = Keras 0.9, eps 1e-5) and the tutorial's gamma ~ N(1, 0.02).
-    return keras.layers.BatchNormalization(
+    return fused_batch_norm.BatchNormalization(
         momentum=0.9, epsilon=1e-5, gamma_initializer=keras.initializers.RandomNormal(1.0, 0.02)
     )
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import keras
 
 from illustration_gan.networks.common import Discriminator, Generator, level_widths
+from illustration_gan.networks.fused_batch_norm import BatchNormalization
 
 PACKAGE = "illustration_gan"
 
@@ -29,13 +30,13 @@ class KerasMarginGenerator(Generator):
         super().__init__(config, **kwargs)
         c = self.model_config
         self.project = keras.Sequential(
-            [keras.layers.Dense(4 * 4 * c.max_width), keras.layers.BatchNormalization(), keras.layers.ReLU(),
+            [keras.layers.Dense(4 * 4 * c.max_width), BatchNormalization(), keras.layers.ReLU(),
              keras.layers.Reshape((4, 4, c.max_width))],
             name="project",
         )
         blocks = []
         for width in level_widths(c.g_width, c.levels - 1, coarse_first=True, max_width=c.max_width):
-            blocks += [keras.layers.UpSampling2D(2), _conv(width), keras.layers.BatchNormalization(), keras.layers.ReLU()]
+            blocks += [keras.layers.UpSampling2D(2), _conv(width), BatchNormalization(), keras.layers.ReLU()]
         blocks += [keras.layers.UpSampling2D(2), _conv(3), keras.layers.Activation("tanh", dtype="float32")]
         self.upsample = keras.Sequential(blocks, name="upsample")
 

@@ -29,8 +29,9 @@ MARGIN = 1.05  # a lower precision must be at least 5% faster than float32 to be
 WARM_CALLS = 2  # calls before timing: the first traces and compiles, the second warms the caches
 ROUNDS, ROUND_SECONDS = 3, 0.7  # each round times every candidate in turn
 # Part of the cache key: raise it when a code change alters how fast a policy runs (2: bfloat16
-# kernel gradients as one matmul at small maps, networks/matmul_grad.py).
-STEP_VERSION = 2
+# kernel gradients as one matmul at small maps, networks/matmul_grad.py; 3: one G forward a step
+# on one device, training/step.py, and fused batch norm in bfloat16, networks/fused_batch_norm.py).
+STEP_VERSION = 3
 
 
 def candidates() -> list[str]:
