@@ -4,8 +4,8 @@ Keras 3's `BatchNormalization` builds its training-mode pass from separate ops: 
 casts bfloat16 inputs to float32, takes the moments (Mean, SquaredDifference), and
 normalises with a chain of Sub, Mul and AddV2, whose gradient adds Sum and Tile for
 the broadcasts. In a profile of the DCGAN step at batch 64 in bfloat16 (`python
-bench/profile_step.py --model dcgan --batch_size 64 --precision mixed_bfloat16`) those
-rows and the casts are about a sixth of the op time. TensorFlow's `FusedBatchNormV3`
+bench/profile_step.py --model dcgan --batch_size 64 --precision mixed_bfloat16`) the rows
+of those op types and the casts were 18% of the op time (not all of it batch norm's). TensorFlow's `FusedBatchNormV3`
 (oneDNN's batch normalisation on the CPU, cuDNN's on a GPU) does the same in one kernel
 each way, with bfloat16 input and float32 statistics. Timed in one process
 (`python -m experiments.step_change --change fused_batch_norm`, BENCHMARKS.md), the whole
@@ -19,8 +19,9 @@ kernel returns the Bessel-corrected one, which is undone), and its epsilon is ra
 the kernel's least, 1.001e-5, where it is smaller (PyTorch's and the tutorial's 1e-5:
 a difference of 1e-8 in the denominator). Where the fused kernel is not used (float32,
 masks, inputs not of rank 4 with channels last, renorm, synchronised statistics, no
-scale or no centre) it calls Keras' own. Named as Keras' class on purpose, as in `matmul_grad`:
-a `.keras` file stores a layer list's weights under the snake-cased class names.
+scale or no centre) it calls Keras' own. Named as Keras' class on purpose, as in
+`matmul_grad`: a `.keras` file stores a layer list's weights under the snake-cased class
+names.
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ class BatchNormalization(keras.layers.BatchNormalization):
 
     def _fused_applies(self, inputs, mask) -> bool:
         return (
-            self.compute_dtype != "float32" and mask is None and len(inputs.shape) == 4 and self.axis in (-1, 3) and self.scale and self.center
-            and not self.renorm and not self.synchronized
+            self.compute_dtype != "float32" and mask is None and len(inputs.shape) == 4 and self.axis in (-1, 3)
+            and self.scale and self.center and not self.renorm and not self.synchronized
         )
 
     def call(self, inputs, training=None, mask=None):
