@@ -297,15 +297,17 @@ def test_a_transposed_dcgan_generator_saved_with_keras_layers_still_loads():
 
 @pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
 @pytest.mark.parametrize("training", [True, False])
-def test_fused_batch_norm_equals_keras_batch_norm(policy, training):
+@pytest.mark.parametrize("shape", [(6, 5, 7, 12), (2, 2, 1, 12)])
+def test_fused_batch_norm_equals_keras_batch_norm(policy, training, shape):
     """Same outputs, gradients (input, gamma, beta) and moving statistics as Keras' layer with the
-    same weights, in training and inference mode."""
+    same weights, in training and inference mode. In float32 the layer is Keras' own; in bfloat16
+    the fused kernel, and at 4 values a channel its Bessel-corrected variance (4/3 of Keras')
+    would move the statistics far outside the tolerance."""
     from illustration_gan.networks import fused_batch_norm
 
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(policy)
     try:
-        shape = (6, 5, 7, 12)
         ours, stock = fused_batch_norm.BatchNormalization(momentum=0.9), keras.layers.BatchNormalization(momentum=0.9)
         ours.build(shape), stock.build(shape)
         rng = np.random.default_rng(2)

@@ -218,9 +218,7 @@ class GANTrainer:
             fake = self.generator(z, training=True)
             with tape.stop_recording():
                 metrics, _ = self._d_update(real, swap, Z_SALT, fake=tf.stop_gradient(fake), gate=gate)
-            fake_in = self.augmenter(fake, self.seed(AUGMENT_FAKE_SALT))
-            g_loss = self._average(self.objective.generator_loss(self.discriminator(fake_in, training=True)))
-            scaled = _scaled(self.g_optimizer, g_loss)
+            g_loss, scaled = self._generator_loss(fake, 0)
         self._apply_g(tape.gradient(scaled, self.generator.trainable_variables))
         metrics.update(g_loss=g_loss, g_updates=tf.constant(1.0), g_measured=tf.constant(1.0))
         return metrics, tf.stop_gradient(fake)
@@ -318,12 +316,16 @@ class GANTrainer:
         local_batch = self.config.training.batch_size // self.strategy.num_replicas_in_sync
         with tf.GradientTape() as tape:
             fake = self.generator(self._latents(z_salt, replica, local_batch), training=True)
-            fake_in = self.augmenter(fake, self.seed(AUGMENT_FAKE_SALT, replica))
-            g_loss = self._average(self.objective.generator_loss(self.discriminator(fake_in, training=True)))
-            scaled = _scaled(self.g_optimizer, g_loss)
+            g_loss, scaled = self._generator_loss(fake, replica)
         grads = tape.gradient(scaled, self.generator.trainable_variables)
         context = tf.distribute.get_replica_context()
         return context.all_reduce(tf.distribute.ReduceOp.SUM, ({"g_loss": g_loss}, grads))
+
+    def _generator_loss(self, fake, replica):
+        """G's loss from the current D on the augmented fakes (as D saw them), and its scaled form."""
+        fake_in = self.augmenter(fake, self.seed(AUGMENT_FAKE_SALT, replica))
+        g_loss = self._average(self.objective.generator_loss(self.discriminator(fake_in, training=True)))
+        return g_loss, _scaled(self.g_optimizer, g_loss)
 
     def _both_replica(self, real, swap):
         """Simultaneous order: D's and G's gradients from one forward pass."""
