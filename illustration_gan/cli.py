@@ -204,9 +204,11 @@ def run_train():
     from illustration_gan import UserError, distribute, run_folder, toy_faces, training
     from illustration_gan import data as data_lib
 
+    recorded = None  # a resumed run's precision_auto record: it keeps the thread pools timed for it
     if FLAGS.resume:
         run_dir = run_folder.resolve_run_dir(FLAGS.resume, FLAGS.run_root)
         config = run_folder.read_config(run_dir)
+        recorded = run_folder.read_json(os.path.join(run_dir, run_folder.OPTIONS_FILE)).get("precision_auto", {})
         # What a run may change when it continues: how long it goes on and how many checkpoints it keeps.
         changes = {name: FLAGS[name].value for name in ("epochs", "max_minutes", "keep_checkpoints") if FLAGS[name].present}
         config = config_lib.resolve(config.preset, {**_flat(config), **changes})
@@ -218,13 +220,15 @@ def run_train():
     if not FLAGS.resume:
         for note in filter(None, (config_lib.batch_note(config), config_lib.decay_note(config))):
             print(note, flush=True)
-    strategy = distribute.make_strategy(config.strategy, FLAGS.cpu_replicas)
     path = config.path
     if not path:
         path = toy_faces.ensure_dataset(TOY_COUNT, seed=0)
         print(f"No --path given: training on {TOY_COUNT} built-in procedural toy faces "
               f"(cartoon faces with 6 hair colours x 4 eye colours x 2 hair styles), {path}", flush=True)
+    # TensorFlow fixes its thread pools when it starts (reading the images starts it), so they come first.
+    training.choose_threads(config, path, lambda line: print(line, flush=True), recorded)
     source = data_lib.scan(path, max_megapixels=FLAGS.max_megapixels)
+    strategy = distribute.make_strategy(config.strategy, FLAGS.cpu_replicas)
     training.steps_per_epoch_of(source.num_images, config.training.batch_size, strategy)  # before any folder
     if FLAGS.resume:
         run_dir = run_folder.resolve_run_dir(FLAGS.resume, FLAGS.run_root)

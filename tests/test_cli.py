@@ -192,3 +192,28 @@ def test_verbose_lets_tensorflow_log():
     if not CPP_LOG_LINE.findall(loud.stderr):
         pytest.skip("this TensorFlow build logs nothing at start-up on this machine")
     assert json.loads(loud.stdout) == json.loads(quiet.stdout)
+
+
+def test_thread_pools_are_timed_in_child_processes_cached_and_kept_on_resume(tiny_folder, tmp_path):
+    from illustration_gan.training.precision import THREADS
+
+    env = {**os.environ, "ILLUSTRATION_GAN_CACHE": str(tmp_path / "cache")}
+    run = tmp_path / "run"
+    train = [sys.executable, str(ROOT / "train.py"), "--TYPE", "train"]
+    first = subprocess.run([*train, "--path", str(tiny_folder), "--run_dir", str(run), *TINY], cwd=ROOT,
+                           capture_output=True, text=True, timeout=600, env=env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    for label in THREADS:
+        assert f"with threads {label} in a child process" in first.stdout
+    options = json.loads((run / "training_options.json").read_text())
+    timed = options["precision_auto"]
+    assert set(timed["by_threads"]) == set(THREADS)
+    assert all(rate > 0 for rates in timed["by_threads"].values() for rate in rates.values())
+    assert timed["images_per_second"] == timed["by_threads"][timed["threads"]]
+    assert options["config"]["precision"] == timed["chosen"] in timed["images_per_second"]
+    assert f"thread pools: {timed['threads']} " in first.stdout
+    resumed = subprocess.run([*train, "--resume", str(run), "--epochs", "2"], cwd=ROOT, capture_output=True,
+                             text=True, timeout=600, env=env)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "child process" not in resumed.stdout and "epoch 2/2" in resumed.stdout
+    assert f"thread pools: {timed['threads']} (intra-op, inter-op threads; as this run was timed)" in resumed.stdout

@@ -230,6 +230,21 @@ def test_the_pace_grows_calls_to_about_a_second_and_never_past_the_deadline():
         cluster.record(10, seconds)
 
 
+def test_the_fastest_threads_and_policy_must_each_beat_the_default_by_the_margin():
+    from illustration_gan.training import precision
+
+    assert precision.MARGIN == 1.05
+    by_threads = {"default": {"float32": 100.0, "mixed_bfloat16": 104.0},
+                  "intra 1, inter 2": {"float32": 104.0, "mixed_bfloat16": 112.0}}
+    # bfloat16 at the default pools (104) and float32 at other pools (104) are within 5% of 100;
+    # bfloat16 at other pools (112 > 100 x 1.05 x 1.05) wins.
+    assert precision.fastest(by_threads) == ("intra 1, inter 2", "mixed_bfloat16")
+    by_threads["intra 1, inter 2"]["mixed_bfloat16"] = 110.0
+    assert precision.fastest(by_threads) == ("default", "float32")
+    by_threads["default"]["mixed_bfloat16"] = 106.0
+    assert precision.fastest(by_threads) == ("default", "mixed_bfloat16")
+
+
 def test_precision_auto_times_the_candidates_records_the_choice_and_caches_it(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("ILLUSTRATION_GAN_CACHE", str(tmp_path / "cache"))
     source = _noise_faces(tmp_path / "faces", 16)

@@ -13,10 +13,11 @@
 """
 
 from illustration_gan.training.callbacks import Callback, learning_rate_scale
+from illustration_gan.training.precision import choose_threads
 from illustration_gan.training.loop import TrainingDiverged, TrainingInterrupted, steps_per_epoch_of, train
 from illustration_gan.training.step import GANTrainer
 
 __all__ = [
-    "Callback", "GANTrainer", "TrainingDiverged", "TrainingInterrupted", "learning_rate_scale", "steps_per_epoch_of",
+    "Callback", "GANTrainer", "choose_threads", "TrainingDiverged", "TrainingInterrupted", "learning_rate_scale", "steps_per_epoch_of",
     "train",
 ]

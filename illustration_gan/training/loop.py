@@ -70,7 +70,7 @@ def train(
     log = Log(os.path.join(run_dir, "log.txt") if chief else None)
     policy_before, chosen = keras.mixed_precision.global_policy(), None
     if config.precision == "auto":  # a resumed run keeps the policy its options record
-        make_iterator = lambda c: iter(_dataset(c, source, strategy, 0))  # noqa: E731
+        make_iterator = lambda c: iter(training_batches(c, source, strategy, 0))  # noqa: E731
         policy, chosen = precision.choose(config, strategy, make_iterator, log if chief else lambda line: None)
         config = dataclasses.replace(config, precision=policy)
     trainer = GANTrainer(config, strategy)
@@ -82,7 +82,7 @@ def train(
     # A checkpoint written mid-epoch resumes inside that epoch, with the counts of its first part.
     done_in_epoch = min(max(step - start_epoch * steps_per_epoch, 0), steps_per_epoch - 1)
     partial = _PartialEpoch.load(out_dir, step) if done_in_epoch else _PartialEpoch()
-    iterator = iter(_dataset(config, source, strategy, start_epoch))
+    iterator = iter(training_batches(config, source, strategy, start_epoch))
     deadline = time.time() + config.max_minutes * 60 if config.max_minutes > 0 else math.inf
     hooks = default_callbacks(trainer, run_dir, out_dir, chief, log, callbacks or [], steps_per_epoch, deadline)
     stop = _StopFlag()
@@ -135,7 +135,8 @@ def train(
     return trainer
 
 
-def _dataset(config: Config, source, strategy, start_epoch: int):
+def training_batches(config: Config, source, strategy, start_epoch: int):
+    """The run's batches from `start_epoch` on, distributed by `strategy`."""
     return strategy.distribute_datasets_from_function(
         lambda ctx: data.training_dataset(
             source, config.model.image_size, config.training.batch_size, seed=config.seed + start_epoch,

@@ -11,6 +11,13 @@ a lower precision). The timings and the choice are logged and kept in
 training_options.json (`precision_auto`), and cached per machine and model
 (`cache_root()/precision/`), so the next run of the same model here starts at once;
 delete the cache file to time again.
+
+Thread pools are part of the same choice. One thread an op and two ops at a time ran
+`fast` at batch 8 in bfloat16 14% faster on an Intel Xeon with AMX, and batch 64 18%
+slower (BENCHMARKS.md, "Profile of the small-batch step"). TensorFlow fixes its pools when
+it starts, so `choose_threads` times the policies under each of `THREADS` in a child process
+(`python -m illustration_gan.training.precision`) before the run's own TensorFlow starts,
+and caches the fastest pair; `choose` then reads the policy from that cache.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ import hashlib
 import json
 import os
 import platform
+import subprocess
+import sys
 import time
 
 import tensorflow as tf
@@ -31,7 +40,10 @@ ROUNDS, ROUND_SECONDS = 3, 0.7  # each round times every candidate in turn
 # Part of the cache key: raise it when a code change alters how fast a policy runs (2: bfloat16
 # kernel gradients as one matmul at small maps, networks/matmul_grad.py; 3: one G forward a step
 # on one device, training/step.py, and fused batch norm in bfloat16, networks/fused_batch_norm.py).
-STEP_VERSION = 3
+STEP_VERSION = 4  # 4: thread pools timed too
+# (intra-op, inter-op) threads; 0 leaves the count to TensorFlow (the cores).
+THREADS = {"default": (0, 0), "intra 1, inter 2": (1, 2)}
+CHILD_TIMEOUT = 900  # seconds for one child's timing
 
 
 def candidates() -> list[str]:
@@ -82,8 +94,8 @@ def choose(config, strategy, make_iterator, log) -> tuple[str, dict]:
     if os.path.exists(path):
         with open(path) as f:
             record = json.load(f)
-        log(f"precision auto: {record['chosen']} ({_rates(record)}; timed {record['timed']} on this machine and "
-            f"model, cached in {path})")
+        log(f"precision auto: {record['chosen']} ({_rates(record)}{_threads_note(record)}; timed {record['timed']} "
+            f"on this machine and model, cached in {path})")
         return record["chosen"], record
     rates = time_policies([dataclasses.replace(config, precision=p) for p in candidates()], strategy,
                           make_iterator, log)
@@ -92,6 +104,11 @@ def choose(config, strategy, make_iterator, log) -> tuple[str, dict]:
               "machine": machine(), "timed": time.strftime("%Y-%m-%d %H:%M"),
               "load_average": round(os.getloadavg()[0], 2)}
     log(f"precision auto: {chosen} ({_rates(record)}; timed now, cached in {path})")
+    _write_cache(path, record)
+    return chosen, record
+
+
+def _write_cache(path: str, record: dict) -> None:
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path + ".tmp", "w") as f:
@@ -99,11 +116,127 @@ def choose(config, strategy, make_iterator, log) -> tuple[str, dict]:
         os.replace(path + ".tmp", path)
     except OSError:  # an unwritable cache costs only the timing next time
         pass
-    return chosen, record
 
 
 def _rates(record: dict) -> str:
     return ", ".join(f"{p} {r:.0f} img/s" for p, r in record.get("images_per_second", {}).items())
+
+
+def _threads_note(record: dict) -> str:
+    others = {label: rates for label, rates in record.get("by_threads", {}).items() if label != record["threads"]}
+    if not others:
+        return ""
+    return f"; threads {record['threads']}" + "".join(f"; with threads {label}: {_rates({'images_per_second': rates})}"
+                                                     for label, rates in others.items())
+
+
+# ---------------------------------------------------------------- thread pools, before TensorFlow starts
+
+
+def choose_threads(config, path: str, log, recorded: dict | None = None) -> tuple[int, int]:
+    """Sets this process's thread pools to the fastest of `THREADS` for `config` and returns them.
+
+    Call it before TensorFlow runs anything. `recorded` is a resumed run's `precision_auto`
+    record, whose threads it keeps. Only a run whose precision is "auto" on the default
+    strategy with no GPU and more than one core is timed; the others keep TensorFlow's pools.
+    """
+    if recorded is not None:
+        label = recorded.get("threads", "default")
+    elif (config.precision != "auto" or config.strategy != "default" or tf.config.list_physical_devices("GPU")
+            or len(os.sched_getaffinity(0)) < 2 or not os.path.isdir(path)):  # e.g. cloud storage: not timed
+        return THREADS["default"]
+    else:
+        cache = _cache_path(config, 1)
+        if not os.path.exists(cache):
+            _time_in_children(config, path, cache, log)
+        try:
+            with open(cache) as f:
+                label = json.load(f).get("threads", "default")
+        except (OSError, ValueError):  # no children's timing: `choose` times in-process with the default pools
+            label = "default"
+    label = label if label in THREADS else "default"
+    log(f"thread pools: {label} (intra-op, inter-op threads; "
+        f"{'as this run was timed' if recorded is not None else 'the faster when timed'})")
+    return set_threads(THREADS[label])
+
+
+def set_threads(threads: tuple[int, int]) -> tuple[int, int]:
+    intra, inter = threads
+    tf.config.threading.set_intra_op_parallelism_threads(intra)
+    tf.config.threading.set_inter_op_parallelism_threads(inter)
+    return threads
+
+
+def _time_in_children(config, path: str, cache: str, log) -> None:
+    """Times every policy under every entry of `THREADS`, each in its own process, and caches the
+    fastest pair (a lower precision and non-default threads must each win by `MARGIN`)."""
+    by_threads = {}
+    for label, (intra, inter) in THREADS.items():
+        log(f"precision auto: timing {', '.join(candidates())} with threads {label} in a child process")
+        rates, why = time_in_child(config, path, (intra, inter))
+        if rates is None:
+            log(f"precision auto: the timing with threads {label} failed ({why}); not a candidate")
+            continue
+        by_threads[label] = rates
+    if not by_threads:
+        return
+    label, chosen = fastest(by_threads)
+    rounded = {t: {p: round(r, 1) for p, r in rates.items()} for t, rates in by_threads.items()}
+    record = {"chosen": chosen, "threads": label, "images_per_second": rounded[label], "by_threads": rounded,
+              "machine": machine(), "timed": time.strftime("%Y-%m-%d %H:%M"),
+              "load_average": round(os.getloadavg()[0], 2)}
+    _write_cache(cache, record)
+
+
+def time_in_child(config, path: str, threads: tuple[int, int]) -> tuple[dict | None, str]:
+    """Images per second of each policy of `candidates()` for `config` in a new process with
+    `threads`, or None and the child's last line of error."""
+    command = [sys.executable, "-m", "illustration_gan.training.precision", "--threads", "%d,%d" % threads,
+               "--path", path]
+    try:
+        done = subprocess.run(command, input=json.dumps(config.to_json()), capture_output=True, text=True,
+                              timeout=CHILD_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return None, f"no answer in {CHILD_TIMEOUT} s"
+    try:
+        return json.loads(done.stdout.strip().splitlines()[-1]), ""
+    except (ValueError, IndexError):
+        return None, (done.stderr.strip().splitlines() or ["no output"])[-1][:200]
+
+
+def fastest(by_threads: dict[str, dict[str, float]]) -> tuple[str, str]:
+    """The (threads, policy) pair with the most images per second, where a lower precision than
+    float32 and threads other than the default must each win by `MARGIN`."""
+    def score(pair):
+        label, policy = pair
+        rate = by_threads[label][policy]
+        return rate / (MARGIN if policy != "float32" else 1.0) / (MARGIN if label != "default" else 1.0)
+
+    return max(((label, policy) for label, rates in by_threads.items() for policy in rates), key=score)
+
+
+def _child(argv: list[str]) -> int:
+    """The timing of one entry of `THREADS` (see `_time_in_children`): the config as JSON on stdin,
+    the images per second of each policy as JSON on the last line of stdout."""
+    import argparse
+
+    from illustration_gan import data
+    from illustration_gan.config import Config
+    from illustration_gan.training import loop
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--threads", required=True, help="intra,inter")
+    parser.add_argument("--path", required=True)
+    args = parser.parse_args(argv)
+    set_threads(tuple(int(n) for n in args.threads.split(",")))
+    config = Config.from_json(json.loads(sys.stdin.read()))
+    source = data.scan(args.path)
+    strategy = tf.distribute.get_strategy()
+    rates = time_policies([dataclasses.replace(config, precision=p) for p in candidates()], strategy,
+                          lambda c: iter(loop.training_batches(c, source, strategy, 0)),
+                          lambda line: print(line, file=sys.stderr, flush=True))
+    print(json.dumps(rates), flush=True)
+    return 0
 
 
 def time_policies(configs, strategy, make_iterator, log) -> dict[str, float]:
@@ -141,3 +274,7 @@ def time_policies(configs, strategy, make_iterator, log) -> dict[str, float]:
         runs.clear()
         gc.collect()
         keras.mixed_precision.set_global_policy(previous)
+
+
+if __name__ == "__main__":
+    sys.exit(_child(sys.argv[1:]))
