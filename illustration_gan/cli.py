@@ -225,10 +225,10 @@ def run_train():
         path = toy_faces.ensure_dataset(TOY_COUNT, seed=0)
         print(f"No --path given: training on {TOY_COUNT} built-in procedural toy faces "
               f"(cartoon faces with 6 hair colours x 4 eye colours x 2 hair styles), {path}", flush=True)
-    # TensorFlow fixes its thread pools when it starts (reading the images starts it), so they come first.
+    # TensorFlow fixes its thread pools and devices when it starts (reading the images starts it).
     training.choose_threads(config, path, lambda line: print(line, flush=True), recorded)
-    source = data_lib.scan(path, max_megapixels=FLAGS.max_megapixels)
     strategy = distribute.make_strategy(config.strategy, FLAGS.cpu_replicas)
+    source = data_lib.scan(path, max_megapixels=FLAGS.max_megapixels)
     training.steps_per_epoch_of(source.num_images, config.training.batch_size, strategy)  # before any folder
     if FLAGS.resume:
         run_dir = run_folder.resolve_run_dir(FLAGS.resume, FLAGS.run_root)

@@ -165,22 +165,6 @@ TINY = ["--epochs", "1", "--image_size", "32", "--g_width", "8", "--d_width", "8
         "--batch_size", "16"]
 
 
-def test_training_prints_no_tensorflow_cpp_log_lines_and_skips_images_over_max_megapixels(tiny_folder, tmp_path):
-    env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}  # a user's shell
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), "--TYPE", "train", "--path", str(tiny_folder),
-         "--run_root", str(tmp_path / "runs"), "--max_megapixels", "0.01", *TINY],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, env=env,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "epoch 1/1" in result.stdout
-    assert "precision auto: " in result.stdout  # the default: timed (or read from the cache) and said
-    output = result.stdout + result.stderr
-    assert not CPP_LOG_LINE.findall(output), output
-    assert "oneDNN" not in output and "absl::InitializeLog" not in output, output
-    assert "(32 images" in result.stdout and "big.png" in result.stderr  # skipped, and named
-
-
 def test_verbose_lets_tensorflow_log():
     env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
     quiet = subprocess.run([sys.executable, str(ROOT / "train.py"), "--dry_run"], cwd=ROOT, capture_output=True,
@@ -194,15 +178,25 @@ def test_verbose_lets_tensorflow_log():
     assert json.loads(loud.stdout) == json.loads(quiet.stdout)
 
 
-def test_thread_pools_are_timed_in_child_processes_cached_and_kept_on_resume(tiny_folder, tmp_path):
+def test_training_times_thread_pools_in_children_logs_quietly_skips_large_images_and_resumes(tiny_folder, tmp_path):
+    """The default `--precision auto` through the command line: the policies are timed under
+    every thread-pool setting in child processes, the choice is recorded, and a resumed run
+    keeps it without timing again. Along the way: no TensorFlow C++ log lines reach a user's
+    shell, and an image over --max_megapixels is skipped and named."""
     from illustration_gan.training.precision import THREADS
 
-    env = {**os.environ, "ILLUSTRATION_GAN_CACHE": str(tmp_path / "cache")}
+    env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}  # a user's shell
+    env["ILLUSTRATION_GAN_CACHE"] = str(tmp_path / "cache")
     run = tmp_path / "run"
     train = [sys.executable, str(ROOT / "train.py"), "--TYPE", "train"]
-    first = subprocess.run([*train, "--path", str(tiny_folder), "--run_dir", str(run), *TINY], cwd=ROOT,
-                           capture_output=True, text=True, timeout=600, env=env)
+    first = subprocess.run([*train, "--path", str(tiny_folder), "--run_dir", str(run), "--max_megapixels", "0.01",
+                            *TINY], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
     assert first.returncode == 0, first.stdout + first.stderr
+    assert "epoch 1/1" in first.stdout
+    output = first.stdout + first.stderr
+    assert not CPP_LOG_LINE.findall(output), output
+    assert "oneDNN" not in output and "absl::InitializeLog" not in output, output
+    assert "(32 images" in first.stdout and "big.png" in first.stderr  # skipped, and named
     for label in THREADS:
         assert f"with threads {label} in a child process" in first.stdout
     options = json.loads((run / "training_options.json").read_text())
@@ -211,7 +205,7 @@ def test_thread_pools_are_timed_in_child_processes_cached_and_kept_on_resume(tin
     assert all(rate > 0 for rates in timed["by_threads"].values() for rate in rates.values())
     assert timed["images_per_second"] == timed["by_threads"][timed["threads"]]
     assert options["config"]["precision"] == timed["chosen"] in timed["images_per_second"]
-    assert f"thread pools: {timed['threads']} " in first.stdout
+    assert f"thread pools: {timed['threads']} " in first.stdout and "precision auto: " in first.stdout
     resumed = subprocess.run([*train, "--resume", str(run), "--epochs", "2"], cwd=ROOT, capture_output=True,
                              text=True, timeout=600, env=env)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr

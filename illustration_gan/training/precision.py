@@ -15,9 +15,11 @@ delete the cache file to time again.
 Thread pools are part of the same choice. One thread an op and two ops at a time ran
 `fast` at batch 8 in bfloat16 14% faster on an Intel Xeon with AMX, and batch 64 18%
 slower (BENCHMARKS.md, "Profile of the small-batch step"). TensorFlow fixes its pools when
-it starts, so `choose_threads` times the policies under each of `THREADS` in a child process
-(`python -m illustration_gan.training.precision`) before the run's own TensorFlow starts,
-and caches the fastest pair; `choose` then reads the policy from that cache.
+it starts, so `choose_threads` times the policies under each of `THREADS` in child processes
+(`python -m illustration_gan.training.precision`, alternating, `CHILD_ROUNDS` each) before
+the run's own TensorFlow starts, and caches the fastest pair; `choose` then reads the
+policy from that cache. Runs on one core, on several replicas or with a forced precision
+keep TensorFlow's pools.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ STEP_VERSION = 4  # 4: thread pools timed too
 # (intra-op, inter-op) threads; 0 leaves the count to TensorFlow (the cores).
 THREADS = {"default": (0, 0), "intra 1, inter 2": (1, 2)}
 CHILD_TIMEOUT = 900  # seconds for one child's timing
+CHILD_ROUNDS = 2  # child processes per entry of THREADS, alternating
 
 
 def candidates() -> list[str]:
@@ -137,13 +140,13 @@ def choose_threads(config, path: str, log, recorded: dict | None = None) -> tupl
     """Sets this process's thread pools to the fastest of `THREADS` for `config` and returns them.
 
     Call it before TensorFlow runs anything. `recorded` is a resumed run's `precision_auto`
-    record, whose threads it keeps. Only a run whose precision is "auto" on the default
-    strategy with no GPU and more than one core is timed; the others keep TensorFlow's pools.
+    record, whose threads it keeps.
     """
     if recorded is not None:
-        label = recorded.get("threads", "default")
-    elif (config.precision != "auto" or config.strategy != "default" or tf.config.list_physical_devices("GPU")
-            or len(os.sched_getaffinity(0)) < 2 or not os.path.isdir(path)):  # e.g. cloud storage: not timed
+        if "threads" not in recorded:  # a forced precision, or timed before the pools were
+            return THREADS["default"]
+        label = recorded["threads"]
+    elif not _timed_here(config, path):
         return THREADS["default"]
     else:
         cache = _cache_path(config, 1)
@@ -160,6 +163,20 @@ def choose_threads(config, path: str, log, recorded: dict | None = None) -> tupl
     return set_threads(THREADS[label])
 
 
+def _timed_here(config, path: str) -> bool:
+    """Whether `choose_threads` times this run: "auto" on the default strategy, no GPU, more than
+    one core, and a local folder with at least a batch of images (a folder that fails those
+    checks gets `data.scan`'s error first; TFRecord shards and cloud storage keep the default)."""
+    from illustration_gan import data
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if config.precision != "auto" or config.strategy != "default" or cores < 2:
+        return False
+    if tf.config.list_physical_devices("GPU") or not os.path.isdir(path):
+        return False
+    return len(data.list_image_files(path)) >= config.training.batch_size
+
+
 def set_threads(threads: tuple[int, int]) -> tuple[int, int]:
     intra, inter = threads
     tf.config.threading.set_intra_op_parallelism_threads(intra)
@@ -168,16 +185,26 @@ def set_threads(threads: tuple[int, int]) -> tuple[int, int]:
 
 
 def _time_in_children(config, path: str, cache: str, log) -> None:
-    """Times every policy under every entry of `THREADS`, each in its own process, and caches the
-    fastest pair (a lower precision and non-default threads must each win by `MARGIN`)."""
-    by_threads = {}
-    for label, (intra, inter) in THREADS.items():
-        log(f"precision auto: timing {', '.join(candidates())} with threads {label} in a child process")
-        rates, why = time_in_child(config, path, (intra, inter))
-        if rates is None:
-            log(f"precision auto: the timing with threads {label} failed ({why}); not a candidate")
-            continue
-        by_threads[label] = rates
+    """Times every policy under every entry of `THREADS`, each in its own process, in
+    `CHILD_ROUNDS` alternating rounds (a machine whose speed drifts between processes drifts
+    for every entry alike; the mean counts), and caches the fastest pair (a lower precision and
+    non-default threads must each win by `MARGIN`)."""
+    samples, failed = {}, set()
+    for round_ in range(CHILD_ROUNDS):
+        for label, threads in THREADS.items():
+            if label in failed:
+                continue
+            log(f"precision auto: timing {', '.join(candidates())} with threads {label} in a child process "
+                f"({round_ + 1}/{CHILD_ROUNDS})")
+            rates, why = time_in_child(config, path, threads)
+            if rates is None:
+                log(f"precision auto: the timing with threads {label} failed ({why}); not a candidate")
+                failed.add(label)
+                continue
+            for policy, rate in rates.items():
+                samples.setdefault(label, {}).setdefault(policy, []).append(rate)
+    by_threads = {label: {policy: sum(values) / len(values) for policy, values in rates.items()}
+                  for label, rates in samples.items() if label not in failed}
     if not by_threads:
         return
     label, chosen = fastest(by_threads)
