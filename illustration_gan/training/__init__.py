@@ -6,7 +6,7 @@
 - `regimes`: when D and G update (the sources' balance rules, n_critic), in-graph;
 - `ema`: the generator's weight average;
 - `optimizers`: Adam and RMSprop, Adam's update fused into one kernel a variable;
-- `precision`: `--precision auto`, the fastest policy timed on the run's own step;
+- `precision`: `--precision auto`, the fastest policy (and thread pools) timed on the run's own step;
 - `step`: `GANTrainer`, the compiled step composing the above, chosen once from the config;
 - `callbacks`: the side effects (grids, generator.keras, stats, plots, TensorBoard, progress);
 - `loop`: `train`, the epochs with checkpoints, resume, signals, deadline and NaN guard.
@@ -18,6 +18,6 @@ from illustration_gan.training.loop import TrainingDiverged, TrainingInterrupted
 from illustration_gan.training.step import GANTrainer
 
 __all__ = [
-    "Callback", "GANTrainer", "choose_threads", "TrainingDiverged", "TrainingInterrupted", "learning_rate_scale", "steps_per_epoch_of",
-    "train",
+    "Callback", "GANTrainer", "TrainingDiverged", "TrainingInterrupted", "choose_threads", "learning_rate_scale",
+    "steps_per_epoch_of", "train",
 ]

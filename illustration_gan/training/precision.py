@@ -13,8 +13,9 @@ training_options.json (`precision_auto`), and cached per machine and model
 delete the cache file to time again.
 
 Thread pools are part of the same choice. One thread an op and two ops at a time ran
-`fast` at batch 8 in bfloat16 14% faster on an Intel Xeon with AMX, and batch 64 18%
-slower (BENCHMARKS.md, "Profile of the small-batch step"). TensorFlow fixes its pools when
+`fast` at batch 8 in bfloat16 1.14-1.28x faster on an Intel Xeon with AMX, and batch 64
+0.82-0.85x as fast (BENCHMARKS.md, "Profile of the small-batch step" and "Thread pools").
+TensorFlow fixes its pools when
 it starts, so `choose_threads` times the policies under each of `THREADS` in child processes
 (`python -m illustration_gan.training.precision`, alternating, `CHILD_ROUNDS` each) before
 the run's own TensorFlow starts, and caches the fastest pair; `choose` then reads the
