@@ -98,18 +98,28 @@ def choose(config, strategy, make_iterator, log) -> tuple[str, dict]:
     if os.path.exists(path):
         with open(path) as f:
             record = json.load(f)
-        log(f"precision auto: {record['chosen']} ({_rates(record)}{_threads_note(record)}; timed {record['timed']} "
+        rates = _rates(record.get("images_per_second", {}))
+        log(f"precision auto: {record['chosen']} ({rates}{_threads_note(record)}; timed {record['timed']} "
             f"on this machine and model, cached in {path})")
         return record["chosen"], record
     rates = time_policies([dataclasses.replace(config, precision=p) for p in candidates()], strategy,
                           make_iterator, log)
-    chosen = max(rates, key=lambda p: rates[p] / (1.0 if p == "float32" else MARGIN))
-    record = {"chosen": chosen, "images_per_second": {p: round(r, 1) for p, r in rates.items()},
-              "machine": machine(), "timed": time.strftime("%Y-%m-%d %H:%M"),
-              "load_average": round(os.getloadavg()[0], 2)}
-    log(f"precision auto: {chosen} ({_rates(record)}; timed now, cached in {path})")
+    record = _record({"default": rates})
+    log(f"precision auto: {record['chosen']} ({_rates(record['images_per_second'])}; timed now, cached in {path})")
     _write_cache(path, record)
-    return chosen, record
+    return record["chosen"], record
+
+
+def _record(by_threads: dict[str, dict[str, float]]) -> dict:
+    """The cached record of a timing: the fastest pair (`fastest`), its rates, and every rate
+    by thread-pool setting when more than one was timed."""
+    label, chosen = fastest(by_threads)
+    rounded = {t: {p: round(r, 1) for p, r in rates.items()} for t, rates in by_threads.items()}
+    record = {"chosen": chosen, "images_per_second": rounded[label], "machine": machine(),
+              "timed": time.strftime("%Y-%m-%d %H:%M"), "load_average": round(os.getloadavg()[0], 2)}
+    if len(by_threads) > 1 or label != "default":
+        record.update(threads=label, by_threads=rounded)
+    return record
 
 
 def _write_cache(path: str, record: dict) -> None:
@@ -122,15 +132,15 @@ def _write_cache(path: str, record: dict) -> None:
         pass
 
 
-def _rates(record: dict) -> str:
-    return ", ".join(f"{p} {r:.0f} img/s" for p, r in record.get("images_per_second", {}).items())
+def _rates(rates: dict) -> str:
+    return ", ".join(f"{p} {r:.0f} img/s" for p, r in rates.items())
 
 
 def _threads_note(record: dict) -> str:
     others = {label: rates for label, rates in record.get("by_threads", {}).items() if label != record["threads"]}
     if not others:
         return ""
-    return f"; threads {record['threads']}" + "".join(f"; with threads {label}: {_rates({'images_per_second': rates})}"
+    return f"; threads {record['threads']}" + "".join(f"; with threads {label}: {_rates(rates)}"
                                                      for label, rates in others.items())
 
 
@@ -208,12 +218,7 @@ def _time_in_children(config, path: str, cache: str, log) -> None:
                   for label, rates in samples.items() if label not in failed}
     if not by_threads:
         return
-    label, chosen = fastest(by_threads)
-    rounded = {t: {p: round(r, 1) for p, r in rates.items()} for t, rates in by_threads.items()}
-    record = {"chosen": chosen, "threads": label, "images_per_second": rounded[label], "by_threads": rounded,
-              "machine": machine(), "timed": time.strftime("%Y-%m-%d %H:%M"),
-              "load_average": round(os.getloadavg()[0], 2)}
-    _write_cache(cache, record)
+    _write_cache(cache, _record(by_threads))
 
 
 def time_in_child(config, path: str, threads: tuple[int, int]) -> tuple[dict | None, str]:
