@@ -172,6 +172,8 @@ HELP_GROUPS = {
 ENVIRONMENT = {
     "ILLUSTRATION_GAN_FID_WEIGHTS": "the FID Inception weights file (when --fid_weights is not given)",
     "ILLUSTRATION_GAN_CACHE": "the cache root (toy faces, real-image features); default ~/.cache/illustration_gan",
+    "ILLUSTRATION_GAN_CHILD_ROUNDS": "child processes per thread-pool setting when --precision auto times the "
+                                     "pools (default 2, alternating)",
     "ILLUSTRATION_GAN_KEEP_WORKER_FILES": "=1: multiworker training keeps non-chief workers' scratch checkpoints "
                                           "(run_dir/.workerN-scratch) for inspection",
 }

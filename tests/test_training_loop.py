@@ -245,6 +245,20 @@ def test_the_fastest_threads_and_policy_must_each_beat_the_default_by_the_margin
     assert precision.fastest(by_threads) == ("default", "mixed_bfloat16")
 
 
+def test_child_rounds_default_to_two_and_a_bad_override_is_one_clear_error(monkeypatch):
+    from illustration_gan import UserError
+    from illustration_gan.training import precision
+
+    monkeypatch.delenv("ILLUSTRATION_GAN_CHILD_ROUNDS", raising=False)
+    assert precision.child_rounds() == 2
+    monkeypatch.setenv("ILLUSTRATION_GAN_CHILD_ROUNDS", "3")
+    assert precision.child_rounds() == 3
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv("ILLUSTRATION_GAN_CHILD_ROUNDS", bad)
+        with pytest.raises(UserError, match="whole number of at least 1"):
+            precision.child_rounds()
+
+
 def test_precision_auto_times_the_candidates_records_the_choice_and_caches_it(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("ILLUSTRATION_GAN_CACHE", str(tmp_path / "cache"))
     source = _noise_faces(tmp_path / "faces", 16)

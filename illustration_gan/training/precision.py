@@ -47,7 +47,7 @@ STEP_VERSION = 4  # 4: thread pools timed too
 # (intra-op, inter-op) threads; 0 leaves the count to TensorFlow (the cores).
 THREADS = {"default": (0, 0), "intra 1, inter 2": (1, 2)}
 CHILD_TIMEOUT = 900  # seconds for one child's timing
-CHILD_ROUNDS = 2  # child processes per entry of THREADS, alternating
+CHILD_ROUNDS = 2  # child processes per entry of THREADS, alternating; $ILLUSTRATION_GAN_CHILD_ROUNDS overrides
 
 
 def candidates() -> list[str]:
@@ -200,13 +200,14 @@ def _time_in_children(config, path: str, cache: str, log) -> None:
     `CHILD_ROUNDS` alternating rounds (a machine whose speed drifts between processes drifts
     for every entry alike; the mean counts), and caches the fastest pair (a lower precision and
     non-default threads must each win by `MARGIN`)."""
+    rounds = child_rounds()
     samples, failed = {}, set()
-    for round_ in range(CHILD_ROUNDS):
+    for round_ in range(rounds):
         for label, threads in THREADS.items():
             if label in failed:
                 continue
             log(f"precision auto: timing {', '.join(candidates())} with threads {label} in a child process "
-                f"({round_ + 1}/{CHILD_ROUNDS})")
+                f"({round_ + 1}/{rounds})")
             rates, why = time_in_child(config, path, threads)
             if rates is None:
                 log(f"precision auto: the timing with threads {label} failed ({why}); not a candidate")
@@ -219,6 +220,19 @@ def _time_in_children(config, path: str, cache: str, log) -> None:
     if not by_threads:
         return
     _write_cache(cache, _record(by_threads))
+
+
+def child_rounds() -> int:
+    """`CHILD_ROUNDS`, or $ILLUSTRATION_GAN_CHILD_ROUNDS (1 halves the start-up timing where a
+    machine's speed holds still; the tests use it)."""
+    value = os.environ.get("ILLUSTRATION_GAN_CHILD_ROUNDS", "")
+    if not value:
+        return CHILD_ROUNDS
+    if not value.isdigit() or int(value) < 1:
+        from illustration_gan import UserError
+
+        raise UserError(f"ILLUSTRATION_GAN_CHILD_ROUNDS={value!r}: give a whole number of at least 1")
+    return int(value)
 
 
 def time_in_child(config, path: str, threads: tuple[int, int]) -> tuple[dict | None, str]:
