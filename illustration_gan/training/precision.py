@@ -197,7 +197,7 @@ def set_threads(threads: tuple[int, int]) -> tuple[int, int]:
 
 def _time_in_children(config, path: str, cache: str, log) -> None:
     """Times every policy under every entry of `THREADS`, each in its own process, in
-    `CHILD_ROUNDS` alternating rounds (a machine whose speed drifts between processes drifts
+    `child_rounds()` alternating rounds (a machine whose speed drifts between processes drifts
     for every entry alike; the mean counts), and caches the fastest pair (a lower precision and
     non-default threads must each win by `MARGIN`)."""
     rounds = child_rounds()
