@@ -33,6 +33,26 @@ def test_translation_and_cutout_only_move_or_zero_pixels():
     assert zero_share.max() <= 0.25 + 1e-6 and zero_share.mean() > 0.1  # an 8x8 square, less at borders
 
 
+def _shifted(image, dy, dx):
+    """image moved so that output[i, j] = image[i + dy, j + dx], zero where that is outside."""
+    h, w = image.shape[:2]
+    out = np.zeros_like(image)
+    out[max(0, -dy):min(h, h - dy), max(0, -dx):min(w, w - dx)] = image[max(0, dy):min(h, h + dy), max(0, dx):min(w, w + dx)]
+    return out
+
+
+def test_translation_moves_each_image_by_its_own_shift_of_at_most_an_eighth():
+    x = tf.random.uniform([16, 16, 16, 3], -1, 1, seed=7)
+    y = augment.random_translation(x, SEED).numpy()
+    shifts = []
+    for image, moved in zip(x.numpy(), y):
+        found = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if np.array_equal(_shifted(image, dy, dx), moved)]
+        assert len(found) == 1, "each output is its input shifted by up to 2 of 16 pixels, zero-filled"
+        shifts += found
+    assert len(set(shifts)) > 4  # shifts differ between images
+    assert {dy for dy, _ in shifts} >= {-2, 2} or {dx for _, dx in shifts} >= {-2, 2}  # reaches the full range
+
+
 def test_color_changes_brightness_saturation_contrast_per_image():
     x = tf.random.uniform([8, 8, 8, 3], -0.5, 0.5, seed=5)
     y = augment.random_color(x, SEED).numpy()
