@@ -76,11 +76,18 @@ def machine() -> str:
     return f"{name} [{' '.join(wanted)}]" + (f" + {len(gpus)} GPU(s)" if gpus else "")
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (`taskset` and container limits included)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def _cache_path(config, replicas: int) -> str:
     from illustration_gan import cache_root
 
-    key = json.dumps(dict(machine=machine(), tf=tf.__version__, step=STEP_VERSION, replicas=replicas,
-                          strategy=config.strategy, model=dataclasses.asdict(config.model),
+    # The cores are part of the key: a timing taken on one core (`taskset -c 0`) must not
+    # choose the precision and thread pools of a run on two.
+    key = json.dumps(dict(machine=machine(), cores=usable_cores(), tf=tf.__version__, step=STEP_VERSION,
+                          replicas=replicas, strategy=config.strategy, model=dataclasses.asdict(config.model),
                           training=dataclasses.asdict(config.training)),
                      sort_keys=True)
     return os.path.join(cache_root(), "precision", hashlib.sha256(key.encode()).hexdigest()[:20] + ".json")
@@ -180,8 +187,7 @@ def _timed_here(config, path: str) -> bool:
     checks gets `data.scan`'s error first; TFRecord shards and cloud storage keep the default)."""
     from illustration_gan import data
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    if config.precision != "auto" or config.strategy != "default" or cores < 2:
+    if config.precision != "auto" or config.strategy != "default" or usable_cores() < 2:
         return False
     if tf.config.list_physical_devices("GPU") or not os.path.isdir(path):
         return False
