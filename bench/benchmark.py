@@ -57,7 +57,7 @@ def forward_flops(model, input_shape) -> float:
 def machine() -> str:
     from illustration_gan.training import precision
 
-    return (f"{precision.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
+    return (f"{precision.machine()}, {precision.usable_cores()} cores, {platform.system()} {platform.release()}, "
             f"TensorFlow {tf.__version__}")
 
 
@@ -68,8 +68,10 @@ def time_pytorch(batch: int, steps: int) -> dict | None:
 
     if importlib.util.find_spec("torch") is None:
         return None
+    from illustration_gan.training import precision
+
     command = [sys.executable, str(ROOT / "bench" / "torch_dcgan.py"), "--batch_size", str(batch),
-               "--threads", str(os.cpu_count()), "--steps", str(max(steps, 10))]
+               "--threads", str(precision.usable_cores()), "--steps", str(max(steps, 10))]
     result = subprocess.run(command, capture_output=True, text=True, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
