@@ -189,7 +189,8 @@ PRESETS: dict[str, tuple[ModelConfig, TrainingConfig]] = {
         # DCGAN's 2e-4, and decaying it over the last quarter beat a constant rate (docs/experiments.md, "Update
         # order", "Learning rate at batch 8" and "Learning-rate decay"); translation beat no augmentation on three
         # of three seeds ("DiffAugment translation against none"), and translation with cutout beat translation
-        # alone on three of three ("Cutout on top of translation").
+        # alone on three of three ("Cutout on top of translation"); adding colour lost on three of three ("Colour
+        # on top of translation and cutout").
         TrainingConfig(
             batch_size=8, g_lr=4e-4, d_lr=4e-4, augment="translation,cutout", ema_kimg=5.0, lr_decay=0.25
         ),
