@@ -471,6 +471,9 @@ def test_the_real_server_answers_json_and_names_no_versions(run, capsys):
             if not stopped.is_set():  # Ctrl-C for serve(), which runs in this test's (main) thread
                 signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
 
+    # A shell starts background jobs with SIGINT ignored (`cmd &` without job control), and then
+    # Python installs no KeyboardInterrupt handler: Ctrl-C, as a terminal sends it, needs one.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     thread = threading.Thread(target=client, daemon=True)
     thread.start()
     try:
@@ -478,6 +481,7 @@ def test_the_real_server_answers_json_and_names_no_versions(run, capsys):
     finally:
         stopped.set()
         thread.join(60)
+        signal.signal(signal.SIGINT, previous)
     assert not errors, errors
     assert f"http://127.0.0.1:{port}/" in capsys.readouterr().out
     for name, (_, expected) in RAW_REQUESTS.items():
