@@ -97,14 +97,19 @@ def run_scoring(args) -> int:
         sys.exit(f"{args.run_dir} holds no generator-ema*.keras; train it with `python -m experiments.ema_halflives train`")
     import keras
 
-    makers = [(f"{config.training.ema_kimg:g} (the run's own, generator.keras)",
-               lambda: generate.load_sampler(args.run_dir).sample_uint8)]
+    only = {float(k) for k in args.only.split(",") if k}
+    makers = []
+    if not only or config.training.ema_kimg in only:
+        makers.append((f"{config.training.ema_kimg:g} (the run's own, generator.keras)",
+                       lambda: generate.load_sampler(args.run_dir).sample_uint8))
     for path in extras:
         kimg = re.search(r"ema([0-9.e+-]+)\.keras$", path).group(1)
-        makers.append((kimg, lambda p=path: generate.Sampler(keras.saving.load_model(p, compile=False)).sample_uint8))
+        if not only or float(kimg) in only:
+            makers.append((kimg, lambda p=path: generate.Sampler(keras.saving.load_model(p, compile=False)).sample_uint8))
     extractor = metrics.FeatureExtractor(args.weights)
     real = metrics.real_features(args.faces, config.model.image_size, 5000, extractor, args.cache_dir or None)
     command = f"python -m experiments.ema_halflives score {args.run_dir} --num_samples {args.num_samples}"
+    command += f" --only {args.only}" if args.only else ""
     score_and_tabulate("EMA half-life (kimg)", makers, real, extractor, args.num_samples, command)
     return 0
 
@@ -126,6 +131,7 @@ def main() -> int:
     score.add_argument("--faces", default=str(FACES))
     score.add_argument("--weights", default=str(FID_WEIGHTS))
     score.add_argument("--cache_dir", default="", help="keep the real faces' features here between runs")
+    score.add_argument("--only", default="", help="score only these half-lives (kimg), e.g. to split a run over cores")
     args = parser.parse_args()
     return run_training(args) if args.command == "train" else run_scoring(args)
 
