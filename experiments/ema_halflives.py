@@ -7,14 +7,14 @@ with no run-to-run noise between them: the comparison is exact for that trajecto
 stylegan2-ada's own rule for its `auto` config sets `ema_kimg = batch * 10 / 32` (2.5 at
 batch 8; NVlabs/stylegan2-ada train.py, `spec.ema`); `fast` uses 5.
 
-    python -m experiments.ema_halflives train --seed 0 --minutes 20 --kimg 2.5,10,20 --run_dir runs/ema/seed0
+    python -m experiments.ema_halflives train --seed 0 --minutes 20 --kimg 1.25,2.5,10 --run_dir runs/ema/seed0
     python -m experiments.ema_halflives score runs/ema/seed0 [--num_samples 5000]
 
 `train` runs `train.py --TYPE train` on the shared faces with the given preset (`fast` by
 default) and its own EMA (whose generator.keras the run folder holds as usual), and
 keeps one more average per `--kimg`, saved as `generator-ema<kimg>.keras` when training
 stops. The extra averages cost a little of each step, the same for all of them. `score`
-evaluates every generator-*.keras of the run (FID, KID, precision, recall) on the same z,
+evaluates the live generator and every average of the run (FID, KID, precision, recall) on the same z,
 as `train.py --TYPE evaluate` does, with the real faces' features computed once.
 """
 
@@ -97,8 +97,11 @@ def run_scoring(args) -> int:
         sys.exit(f"{args.run_dir} holds no generator-ema*.keras; train it with `python -m experiments.ema_halflives train`")
     import keras
 
-    only = {float(k) for k in args.only.split(",") if k}
+    only = {k if k == "live" else float(k) for k in args.only.split(",") if k}
     makers = []
+    if not only or "live" in only:  # what the averages are measured against
+        makers.append(("none: the live generator of the newest checkpoint",
+                       lambda: generate.load_sampler(checkpoint=os.path.join(args.run_dir, "checkpoints")).sample_uint8))
     if not only or config.training.ema_kimg in only:
         makers.append((f"{config.training.ema_kimg:g} (the run's own, generator.keras)",
                        lambda: generate.load_sampler(args.run_dir).sample_uint8))
@@ -122,7 +125,7 @@ def main() -> int:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--minutes", type=float, default=20)
     train.add_argument("--model", default="fast")
-    train.add_argument("--kimg", default="2.5,10,20", help="half-lives of the extra averages, thousands of images")
+    train.add_argument("--kimg", default="1.25,2.5,10", help="half-lives of the extra averages, thousands of images")
     train.add_argument("--faces", default=str(FACES))
     train.add_argument("flags", nargs="*", help="more train.py flags, after --")
     score = commands.add_parser("score", help="score every average of a finished run on the same z")
@@ -131,7 +134,7 @@ def main() -> int:
     score.add_argument("--faces", default=str(FACES))
     score.add_argument("--weights", default=str(FID_WEIGHTS))
     score.add_argument("--cache_dir", default="", help="keep the real faces' features here between runs")
-    score.add_argument("--only", default="", help="score only these half-lives (kimg), e.g. to split a run over cores")
+    score.add_argument("--only", default="", help="score only these half-lives (kimg) and/or `live`, e.g. to split a run over cores")
     args = parser.parse_args()
     return run_training(args) if args.command == "train" else run_scoring(args)
 
