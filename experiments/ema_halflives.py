@@ -60,9 +60,10 @@ def extra_emas_callback(kimgs: list[float], run_dir: str):
 
         def on_train_end(self, trainer):
             for kimg, average in self.extras.items():
-                path = os.path.join(run_dir, EXTRA_FILE.format(kimg=kimg))
-                average.generator.save(path + ".tmp.keras")
-                os.replace(path + ".tmp.keras", path)
+                name = EXTRA_FILE.format(kimg=kimg)
+                temporary = os.path.join(run_dir, "tmp-" + name)  # Keras wants the .keras ending; score's glob skips it
+                average.generator.save(temporary)
+                os.replace(temporary, os.path.join(run_dir, name))
 
     return ExtraAverages()
 
@@ -90,7 +91,6 @@ def run_scoring(args) -> int:
     from illustration_gan import generate, metrics, run_folder
 
     config = run_folder.read_config(args.run_dir)
-    own = os.path.join(args.run_dir, run_folder.GENERATOR_FILE)
     extras = sorted(glob.glob(os.path.join(args.run_dir, "generator-ema*.keras")),
                     key=lambda p: float(re.search(r"ema([0-9.e+-]+)\.keras$", p).group(1)))
     if not extras:
