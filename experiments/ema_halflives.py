@@ -31,6 +31,11 @@ from experiments.common import FACES, FID_WEIGHTS, score_and_tabulate
 EXTRA_FILE = "generator-ema{kimg:g}.keras"
 
 
+def half_life_of(path: str) -> str:
+    """The half-life (kimg, as written) in the name of an extra average's file."""
+    return re.search(r"ema([0-9.e+-]+)\.keras$", path).group(1)
+
+
 def extra_emas_callback(kimgs: list[float], run_dir: str):
     """A training callback that keeps an average per half-life in `kimgs` and saves each at the end."""
     from illustration_gan import training
@@ -92,7 +97,7 @@ def run_scoring(args) -> int:
 
     config = run_folder.read_config(args.run_dir)
     extras = sorted(glob.glob(os.path.join(args.run_dir, "generator-ema*.keras")),
-                    key=lambda p: float(re.search(r"ema([0-9.e+-]+)\.keras$", p).group(1)))
+                    key=lambda p: float(half_life_of(p)))
     if not extras:
         sys.exit(f"{args.run_dir} holds no generator-ema*.keras; train it with `python -m experiments.ema_halflives train`")
     import keras
@@ -106,7 +111,7 @@ def run_scoring(args) -> int:
         makers.append((f"{config.training.ema_kimg:g} (the run's own, generator.keras)",
                        lambda: generate.load_sampler(args.run_dir).sample_uint8))
     for path in extras:
-        kimg = re.search(r"ema([0-9.e+-]+)\.keras$", path).group(1)
+        kimg = half_life_of(path)
         if not only or float(kimg) in only:
             makers.append((kimg, lambda p=path: generate.Sampler(keras.saving.load_model(p, compile=False)).sample_uint8))
     extractor = metrics.FeatureExtractor(args.weights)

@@ -34,6 +34,26 @@ def real_faces(tmp_path) -> Path:
 
 
 @pytest.fixture
+def noise_faces(tmp_path):
+    """noise_faces(count) -> the ImageSource of a folder of `count` random 32x32 images, tmp_path / "faces"."""
+
+    def make(count: int):
+        import cv2
+        import numpy as np
+
+        from illustration_gan import data
+
+        folder = tmp_path / "faces"
+        folder.mkdir()
+        rng = np.random.default_rng(0)
+        for i in range(count):
+            cv2.imwrite(str(folder / f"{i}.png"), rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
+        return data.scan(str(folder))
+
+    return make
+
+
+@pytest.fixture
 def small_overrides() -> dict:
     """A DCGAN small enough to train an epoch in seconds."""
     return dict(image_size=32, g_width=16, d_width=16, batch_size=16, epochs=1, z_dim=32)

@@ -128,25 +128,19 @@ def test_the_experiments_import_without_editing_sys_path():
     assert sys.path == path_before
 
 
-def test_extra_averages_trail_the_live_generator_at_their_own_half_lives_and_are_saved(tmp_path):
-    import cv2
+def test_extra_averages_trail_the_live_generator_at_their_own_half_lives_and_are_saved(tmp_path, noise_faces):
     import keras
     import tensorflow as tf
 
     from experiments.ema_halflives import EXTRA_FILE, extra_emas_callback
     from illustration_gan import config as config_lib
-    from illustration_gan import data, training
+    from illustration_gan import training
 
-    faces = tmp_path / "faces"
-    faces.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(64):
-        cv2.imwrite(str(faces / f"{i}.png"), rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
     config = config_lib.resolve("dcgan", dict(image_size=32, g_width=4, d_width=4, z_dim=8, batch_size=8, epochs=2,
                                               update_order="simultaneous", ema_kimg=5.0))
     run_dir = str(tmp_path / "run")
     callback = extra_emas_callback([0.001, 5.0], run_dir)
-    trainer = training.train(config, data.scan(str(faces)), run_dir, tf.distribute.get_strategy(), callbacks=[callback])
+    trainer = training.train(config, noise_faces(64), run_dir, tf.distribute.get_strategy(), callbacks=[callback])
 
     def weights(path):
         return [w.numpy() for w in keras.saving.load_model(path, compile=False).trainable_weights]

@@ -14,28 +14,18 @@ import pytest
 import tensorflow as tf
 
 from illustration_gan import config as config_lib
-from illustration_gan import data, run_folder, training
+from illustration_gan import run_folder, training
 
 OLD_RUN = Path(__file__).parent / "data" / "run-b48cc7b"
 
 
-def _noise_faces(folder: Path, count: int) -> data.ImageSource:
-    import cv2
-
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(count):
-        cv2.imwrite(str(folder / f"{i}.png"), rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
-    return data.scan(str(folder))
-
-
-def test_a_run_folder_written_before_the_redesign_resumes(tmp_path):
+def test_a_run_folder_written_before_the_redesign_resumes(tmp_path, noise_faces):
     """The fixture is a 1-epoch `fast` run written by b48cc7b (its config still names pruned options)."""
     run_dir = tmp_path / "run"
     shutil.copytree(OLD_RUN, run_dir)
     config = run_folder.read_config(str(run_dir))
     config = config_lib.resolve(config.preset, {**_flat(config), "epochs": 2})
-    source = _noise_faces(tmp_path / "faces", 16)
+    source = noise_faces(16)
     trainer = training.train(config, source, str(run_dir), tf.distribute.get_strategy(), resume=True)
     assert int(trainer.epoch.numpy()) == 2 and int(trainer.step.numpy()) == 4
     records = run_folder.read_jsonl(str(run_dir / "stats.jsonl"))
@@ -53,9 +43,9 @@ class _CrashAt(training.Callback):
             raise OSError("simulated crash")
 
 
-def test_a_crash_inside_the_end_of_an_epoch_resumes_at_that_epoch(tmp_path):
+def test_a_crash_inside_the_end_of_an_epoch_resumes_at_that_epoch(tmp_path, noise_faces):
     config = _tiny(epochs=3)
-    source = _noise_faces(tmp_path / "faces", 16)
+    source = noise_faces(16)
     run_dir = str(tmp_path / "run")
     strategy = tf.distribute.get_strategy()
     with pytest.raises(OSError, match="simulated"):
@@ -84,8 +74,8 @@ def _tiny(**overrides):
     return config_lib.resolve("dcgan", {**base, **overrides})
 
 
-def test_the_same_seed_trains_the_same_weights_and_another_seed_does_not(tmp_path):
-    source = _noise_faces(tmp_path / "faces", 32)  # 4 steps: every flip and every batch counts
+def test_the_same_seed_trains_the_same_weights_and_another_seed_does_not(tmp_path, noise_faces):
+    source = noise_faces(32)  # 4 steps: every flip and every batch counts
     strategy = tf.distribute.get_strategy()
 
     def weights(seed, name):
@@ -97,8 +87,8 @@ def test_the_same_seed_trains_the_same_weights_and_another_seed_does_not(tmp_pat
     assert not all(np.array_equal(x, y) for x, y in zip(first, other, strict=True))
 
 
-def test_resume_skips_a_corrupt_newest_checkpoint_and_keeps_it(tmp_path, capsys):
-    source = _noise_faces(tmp_path / "faces", 16)
+def test_resume_skips_a_corrupt_newest_checkpoint_and_keeps_it(tmp_path, noise_faces, capsys):
+    source = noise_faces(16)
     run_dir = tmp_path / "run"
     training.train(_tiny(), source, str(run_dir), tf.distribute.get_strategy())
     newest = run_dir / "checkpoints" / "ckpt-4.data-00000-of-00001"
@@ -110,8 +100,8 @@ def test_resume_skips_a_corrupt_newest_checkpoint_and_keeps_it(tmp_path, capsys)
     assert [r["epoch"] for r in records] == [1, 2, 3] and int(trainer.step.numpy()) == 6
 
 
-def test_a_resumed_split_epoch_records_the_whole_epoch(tmp_path):
-    source = _noise_faces(tmp_path / "faces", 32)  # 4 steps per epoch
+def test_a_resumed_split_epoch_records_the_whole_epoch(tmp_path, noise_faces):
+    source = noise_faces(32)  # 4 steps per epoch
     run_dir = str(tmp_path / "run")
     strategy = tf.distribute.get_strategy()
     training.train(_tiny(epochs=1, max_minutes=1e-9), source, run_dir, strategy)  # stops after one step
@@ -121,10 +111,10 @@ def test_a_resumed_split_epoch_records_the_whole_epoch(tmp_path):
     assert record["d_updates"] == 4 and record["g_updates"] == 4 and record["step"] == 4
 
 
-def test_a_time_limit_inside_an_epoch_leaves_the_generator_it_reached(tmp_path):
+def test_a_time_limit_inside_an_epoch_leaves_the_generator_it_reached(tmp_path, noise_faces):
     from illustration_gan import generate
 
-    source = _noise_faces(tmp_path / "faces", 32)  # 4 steps per epoch
+    source = noise_faces(32)  # 4 steps per epoch
     run_dir = str(tmp_path / "run")
     trainer = training.train(_tiny(epochs=1, max_minutes=1e-9), source, run_dir, tf.distribute.get_strategy())
     assert int(trainer.step.numpy()) == 1 and int(trainer.epoch.numpy()) == 0  # no epoch finished
@@ -142,10 +132,10 @@ def _mount_tmpfs(path: Path, options: str) -> None:
         pytest.skip(f"cannot mount a small tmpfs here (needs root): {result.stderr.decode().strip()}")
 
 
-def test_a_full_disk_stops_with_one_line_and_keeps_the_last_good_checkpoint(tmp_path):
+def test_a_full_disk_stops_with_one_line_and_keeps_the_last_good_checkpoint(tmp_path, noise_faces):
     import subprocess
 
-    source = _noise_faces(tmp_path / "faces", 16)
+    source = noise_faces(16)
     disk = tmp_path / "disk"
     _mount_tmpfs(disk, "size=700k")
     try:
@@ -166,10 +156,10 @@ def test_a_full_disk_stops_with_one_line_and_keeps_the_last_good_checkpoint(tmp_
         subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
-def test_a_read_only_run_folder_is_refused_before_anything_is_built(tmp_path):
+def test_a_read_only_run_folder_is_refused_before_anything_is_built(tmp_path, noise_faces):
     import subprocess
 
-    source = _noise_faces(tmp_path / "faces", 16)
+    source = noise_faces(16)
     disk = tmp_path / "ro"
     _mount_tmpfs(disk, "ro,size=100k")
     try:
@@ -193,8 +183,8 @@ class _SignalAt(training.Callback):
             os.kill(os.getpid(), signal.SIGINT)
 
 
-def test_a_signal_during_a_call_stops_after_it_and_the_run_resumes_to_the_same_step(tmp_path):
-    source = _noise_faces(tmp_path / "faces", 400)  # 50 steps per epoch
+def test_a_signal_during_a_call_stops_after_it_and_the_run_resumes_to_the_same_step(tmp_path, noise_faces):
+    source = noise_faces(400)  # 50 steps per epoch
     strategy = tf.distribute.get_strategy()
     run_dir = str(tmp_path / "run")
     signal_at = _SignalAt(3)
@@ -259,9 +249,9 @@ def test_child_rounds_default_to_two_and_a_bad_override_is_one_clear_error(monke
             precision.child_rounds()
 
 
-def test_precision_auto_times_the_candidates_records_the_choice_and_caches_it(tmp_path, monkeypatch, capsys):
+def test_precision_auto_times_the_candidates_records_the_choice_and_caches_it(tmp_path, noise_faces, monkeypatch, capsys):
     monkeypatch.setenv("ILLUSTRATION_GAN_CACHE", str(tmp_path / "cache"))
-    source = _noise_faces(tmp_path / "faces", 16)
+    source = noise_faces(16)
     strategy = tf.distribute.get_strategy()
     training.train(_tiny(epochs=1, precision="auto"), source, str(tmp_path / "a"), strategy)
     options = run_folder.read_json(str(tmp_path / "a" / "training_options.json"))
