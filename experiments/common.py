@@ -66,6 +66,32 @@ def score_and_tabulate(column: str, makers, real, extractor, num_samples: int, c
               f"{s['precision' + label]:.3f} | {s['recall' + label]:.3f} |")
 
 
+# ----------------------------------------------------------------------------- training with a hook
+
+
+def train_with_callback(callback, *, run_dir: str, seed: int, minutes: float, model: str, faces: str, flags=()) -> None:
+    """`train.py --TYPE train` on the faces at 64x64 for `minutes`, with one more training callback.
+
+    The callback is installed by wrapping `training.train`, which `cli.run_train` calls, so
+    it reaches the trainer before the compiled step is first traced (`on_train_begin`).
+    """
+    from illustration_gan import cli, training
+
+    train = training.train
+
+    def train_with_hook(*positional, callbacks=None, **keywords):
+        return train(*positional, callbacks=[*(callbacks or []), callback], **keywords)
+
+    training.train = train_with_hook
+    try:
+        argv = ["train.py", "--TYPE", "train", "--model", model, "--path", faces, "--image_size", "64",
+                "--epochs", "100000", "--max_minutes", str(minutes), "--run_dir", run_dir, "--seed", str(seed), *flags]
+        print("+", " ".join(argv), flush=True)
+        cli.run(argv)
+    finally:
+        training.train = train
+
+
 # ----------------------------------------------------------------------------- run folders
 
 

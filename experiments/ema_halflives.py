@@ -26,7 +26,7 @@ import os
 import re
 import sys
 
-from experiments.common import FACES, FID_WEIGHTS, score_and_tabulate
+from experiments.common import FACES, FID_WEIGHTS, score_and_tabulate, train_with_callback
 
 EXTRA_FILE = "generator-ema{kimg:g}.keras"
 
@@ -74,21 +74,9 @@ def extra_emas_callback(kimgs: list[float], run_dir: str):
 
 
 def run_training(args) -> int:
-    from illustration_gan import cli, training
-
     kimgs = [float(k) for k in args.kimg.split(",") if k]
-    callback = extra_emas_callback(kimgs, args.run_dir)
-    train = training.train
-
-    def train_with_averages(*positional, callbacks=None, **keywords):
-        return train(*positional, callbacks=[*(callbacks or []), callback], **keywords)
-
-    training.train = train_with_averages  # cli.run_train calls `training.train`
-    argv = ["train.py", "--TYPE", "train", "--model", args.model, "--path", args.faces, "--image_size", "64",
-            "--epochs", "100000", "--max_minutes", str(args.minutes), "--run_dir", args.run_dir,
-            "--seed", str(args.seed), *args.flags]
-    print("+", " ".join(argv), flush=True)
-    cli.run(argv)
+    train_with_callback(extra_emas_callback(kimgs, args.run_dir), run_dir=args.run_dir, seed=args.seed,
+                        minutes=args.minutes, model=args.model, faces=args.faces, flags=args.flags)
     return 0
 
 

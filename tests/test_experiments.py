@@ -154,3 +154,27 @@ def test_extra_averages_trail_the_live_generator_at_their_own_half_lives_and_are
         return sum(float(np.abs(a - b).sum()) for a, b in zip(average, live, strict=True))
 
     assert distance(short) < 0.1 * distance(own)  # a 1-image half-life stays on the live weights
+
+
+def test_the_lookahead_step_pulls_both_players_back_to_their_slow_weights(tmp_path, noise_faces):
+    import tensorflow as tf
+
+    from experiments.lookahead import lookahead_callback
+    from illustration_gan import config as config_lib
+    from illustration_gan import training
+
+    config = config_lib.resolve("dcgan", dict(image_size=32, g_width=4, d_width=4, z_dim=8, batch_size=8, epochs=1,
+                                              ema_kimg=5.0))
+    faces = noise_faces(32)
+
+    def trained(alpha, name):
+        trainer = training.train(config, faces, str(tmp_path / name), tf.distribute.get_strategy(),
+                                 callbacks=[lookahead_callback(1, alpha)])
+        return [v.numpy() for v in (*trainer.generator.trainable_variables, *trainer.discriminator.trainable_variables)]
+
+    initial = training.GANTrainer(config, tf.distribute.get_strategy())
+    start = [v.numpy() for v in (*initial.generator.trainable_variables, *initial.discriminator.trainable_variables)]
+    # alpha 0: the slow weights never move, so every update is undone; alpha 1: the step changes nothing.
+    assert all(np.array_equal(a, b) for a, b in zip(trained(0.0, "still"), start, strict=True))
+    moved = trained(1.0, "moving")
+    assert sum(float(np.abs(a - b).sum()) for a, b in zip(moved, start, strict=True)) > 0
