@@ -1,4 +1,4 @@
-"""What the experiments share: where the data lives, scoring ways of sampling a run, research helpers.
+"""What the experiments share: where the data lives, scoring ways of sampling a run, training with a hook, research helpers.
 
 These helpers serve the one-off diagnostics in this folder, not the package: reading a
 run's saved grids back into tiles, the minutes of training behind each stats record, and

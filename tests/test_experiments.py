@@ -174,7 +174,8 @@ def test_the_lookahead_step_pulls_both_players_back_to_their_slow_weights(tmp_pa
 
     initial = training.GANTrainer(config, tf.distribute.get_strategy())
     start = [v.numpy() for v in (*initial.generator.trainable_variables, *initial.discriminator.trainable_variables)]
-    # alpha 0: the slow weights never move, so every update is undone; alpha 1: the step changes nothing.
+    # alpha 0: the slow weights never move, so every update is undone. With alpha 1 the lookahead step changes
+    # nothing, so the weights move: the training above did update them.
     assert all(np.array_equal(a, b) for a, b in zip(trained(0.0, "still"), start, strict=True))
     moved = trained(1.0, "moving")
     assert sum(float(np.abs(a - b).sum()) for a, b in zip(moved, start, strict=True)) > 0
