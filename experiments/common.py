@@ -69,8 +69,18 @@ def score_and_tabulate(column: str, makers, real, extractor, num_samples: int, c
 # ----------------------------------------------------------------------------- training with a hook
 
 
-def train_with_callback(callback, *, run_dir: str, seed: int, minutes: float, model: str, faces: str, flags=()) -> None:
-    """`train.py --TYPE train` on the faces at 64x64 for `minutes`, with one more training callback.
+def add_training_arguments(parser: argparse.ArgumentParser) -> None:
+    """What `train_with_callback` reads: the run folder, seed, minutes, preset, faces and more train.py flags."""
+    parser.add_argument("--run_dir", required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--minutes", type=float, default=20)
+    parser.add_argument("--model", default="fast")
+    parser.add_argument("--faces", default=str(FACES))
+    parser.add_argument("flags", nargs="*", help="more train.py flags, after --")
+
+
+def train_with_callback(callback, args: argparse.Namespace) -> None:
+    """`train.py --TYPE train` on the faces at 64x64 for `args.minutes`, with one more training callback.
 
     The callback is installed by wrapping `training.train`, which `cli.run_train` calls, so
     it reaches the trainer before the compiled step is first traced (`on_train_begin`).
@@ -84,8 +94,9 @@ def train_with_callback(callback, *, run_dir: str, seed: int, minutes: float, mo
 
     training.train = train_with_hook
     try:
-        argv = ["train.py", "--TYPE", "train", "--model", model, "--path", faces, "--image_size", "64",
-                "--epochs", "100000", "--max_minutes", str(minutes), "--run_dir", run_dir, "--seed", str(seed), *flags]
+        argv = ["train.py", "--TYPE", "train", "--model", args.model, "--path", args.faces, "--image_size", "64",
+                "--epochs", "100000", "--max_minutes", str(args.minutes), "--run_dir", args.run_dir,
+                "--seed", str(args.seed), *args.flags]
         print("+", " ".join(argv), flush=True)
         cli.run(argv)
     finally:

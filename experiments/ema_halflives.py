@@ -26,7 +26,7 @@ import os
 import re
 import sys
 
-from experiments.common import FACES, FID_WEIGHTS, score_and_tabulate, train_with_callback
+from experiments.common import FACES, FID_WEIGHTS, add_training_arguments, score_and_tabulate, train_with_callback
 
 EXTRA_FILE = "generator-ema{kimg:g}.keras"
 
@@ -75,8 +75,7 @@ def extra_emas_callback(kimgs: list[float], run_dir: str):
 
 def run_training(args) -> int:
     kimgs = [float(k) for k in args.kimg.split(",") if k]
-    train_with_callback(extra_emas_callback(kimgs, args.run_dir), run_dir=args.run_dir, seed=args.seed,
-                        minutes=args.minutes, model=args.model, faces=args.faces, flags=args.flags)
+    train_with_callback(extra_emas_callback(kimgs, args.run_dir), args)
     return 0
 
 
@@ -114,13 +113,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="one run carrying extra averages")
-    train.add_argument("--run_dir", required=True)
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--minutes", type=float, default=20)
-    train.add_argument("--model", default="fast")
+    add_training_arguments(train)
     train.add_argument("--kimg", default="1.25,2.5,10", help="half-lives of the extra averages, thousands of images")
-    train.add_argument("--faces", default=str(FACES))
-    train.add_argument("flags", nargs="*", help="more train.py flags, after --")
     score = commands.add_parser("score", help="score every average of a finished run on the same z")
     score.add_argument("run_dir")
     score.add_argument("--num_samples", type=int, default=5000)

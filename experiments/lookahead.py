@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from experiments.common import FACES, train_with_callback
+from experiments.common import add_training_arguments, train_with_callback
 
 
 def lookahead_callback(k: int, alpha: float):
@@ -64,19 +64,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="one run with the lookahead step")
-    train.add_argument("--run_dir", required=True)
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--minutes", type=float, default=20)
-    train.add_argument("--model", default="fast")
+    add_training_arguments(train)
     train.add_argument("--k", type=int, default=5, help="fast updates between lookahead steps")
     train.add_argument("--alpha", type=float, default=0.5, help="share of the way the slow weights move")
-    train.add_argument("--faces", default=str(FACES))
-    train.add_argument("flags", nargs="*", help="more train.py flags, after --")
     args = parser.parse_args()
     if args.k < 1 or not 0 <= args.alpha <= 1:
         sys.exit("--k must be at least 1 and --alpha within [0, 1]")
-    train_with_callback(lookahead_callback(args.k, args.alpha), run_dir=args.run_dir, seed=args.seed,
-                        minutes=args.minutes, model=args.model, faces=args.faces, flags=args.flags)
+    train_with_callback(lookahead_callback(args.k, args.alpha), args)
     return 0
 
 
