@@ -102,7 +102,8 @@ flags.DEFINE_enum("precision", "auto", ["auto", "float32", "mixed_float16", "mix
 flags.DEFINE_string("run_root", "runs", "Folder holding the run folders.")
 flags.DEFINE_string("run_dir", "", "A run folder: where to train (multi-worker) or which run to use ('' = newest).")
 flags.DEFINE_string("resume", "", "Continue a run from its newest checkpoint: a run folder or 'latest'.")
-flags.DEFINE_float("max_minutes", 0.0, "Stop (with a checkpoint) after this many minutes; 0 = no limit.",
+flags.DEFINE_float("max_minutes", 0.0, "Stop (with a checkpoint) after this many minutes of training, counting "
+                   "those before a resume; 0 = no limit.",
                    lower_bound=0)
 flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints to keep.", lower_bound=1)
 flags.DEFINE_bool("dry_run", False, "Print the resolved configuration as JSON and exit.")

@@ -253,7 +253,7 @@ def decay_note(config: Config) -> str | None:
             f"its {config.epochs} epochs if those end first" if config.max_minutes > 0
             else f"the last {share * config.epochs:g} of its {config.epochs} epochs")
     return (f"learning rates fall linearly to 0 over {span} (--lr_decay {share:g}; 0 keeps them constant). "
-            f"A resumed run counts --max_minutes afresh.")
+            f"A resumed run trains the minutes left, on the same schedule.")
 
 
 def resolve(preset: str, overrides: dict) -> Config:

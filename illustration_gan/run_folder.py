@@ -222,15 +222,22 @@ def checkpoint_step(prefix: str) -> int:
     return int(found.group(1)) if found else -1
 
 
-def restore_newest_checkpoint(checkpoint, directory: str, warn=print) -> str | None:
+def restore_newest_checkpoint(checkpoint, directory: str, warn=print, older=None) -> str | None:
     """Restores the newest checkpoint of `directory` that restores whole into `checkpoint`
     (a tf.train.Checkpoint) and returns its prefix, or None if there is none. A damaged one
-    (missing index, truncated or corrupt data) is skipped with a line saying why, never deleted."""
+    (missing index, truncated or corrupt data) is skipped with a line saying why, never deleted.
+    `older`, if given, is the checkpoint object of runs written before `checkpoint` gained items:
+    a checkpoint that restores whole into it is not damaged, only older."""
     import tensorflow as tf
 
     for prefix in checkpoint_prefixes(directory):
         try:
-            checkpoint.restore(prefix).assert_existing_objects_matched()
+            try:
+                checkpoint.restore(prefix).assert_existing_objects_matched()
+            except AssertionError:
+                if older is None:
+                    raise
+                older.restore(prefix).assert_existing_objects_matched()
             return prefix
         except (tf.errors.OpError, ValueError, AssertionError, IndexError) as error:
             reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__

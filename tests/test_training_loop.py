@@ -273,3 +273,18 @@ def test_precision_auto_times_the_candidates_records_the_choice_and_caches_it(tm
             os.sched_setaffinity(0, cores)
         assert "timed now" in capsys.readouterr().out
     assert keras.mixed_precision.global_policy().name == "float32"  # the run does not leave its policy behind
+
+
+def test_max_minutes_is_the_whole_runs_budget_across_a_resume(tmp_path, noise_faces, capsys):
+    source = noise_faces(32)  # 4 steps per epoch
+    run_dir = str(tmp_path / "run")
+    strategy = tf.distribute.get_strategy()
+    budget = _tiny(epochs=50, max_minutes=1e-9)
+    stopped = int(training.train(budget, source, run_dir, strategy).step.numpy())
+    assert "resume" in capsys.readouterr().out and stopped >= 1
+    # The budget is spent: resuming with it trains nothing; a larger budget goes on.
+    again = training.train(budget, source, run_dir, strategy, resume=True)
+    assert int(again.step.numpy()) == stopped
+    assert "nothing left to train" in capsys.readouterr().out
+    longer = training.train(_tiny(epochs=1), source, run_dir, strategy, resume=True)
+    assert int(longer.step.numpy()) == 4

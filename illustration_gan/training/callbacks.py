@@ -80,17 +80,16 @@ def learning_rate_scale(progress: float, decay_fraction: float) -> float:
 
 class LearningRateDecay(Callback):
     """Sets both learning rates before each call of the step from the share of the run done: by
-    steps, or by wall time under --max_minutes, whichever is further (a resumed run counts minutes
-    afresh). The rate is constant within a call (about a second of steps)."""
+    steps, or by wall time under --max_minutes, whichever is further (the time left is that of the
+    whole run, earlier parts counted). The rate is constant within a call (about a second of steps)."""
 
-    def __init__(self, trainer, total_steps: int, max_minutes: float):
+    def __init__(self, trainer, total_steps: int, max_minutes: float, deadline: float):
         t = trainer.config.training
-        self.decay, self.total_steps, self.max_minutes = t.lr_decay, total_steps, max_minutes
+        self.decay, self.total_steps, self.max_minutes, self.deadline = t.lr_decay, total_steps, max_minutes, deadline
         self.rates = [(trainer.g_optimizer.learning_rate, t.g_lr), (trainer.d_optimizer.learning_rate, t.d_lr)]
-        self.started = time.time()
 
     def on_steps_begin(self, step):
-        by_time = (time.time() - self.started) / (self.max_minutes * 60) if self.max_minutes > 0 else 0.0
+        by_time = 1.0 - (self.deadline - time.time()) / (self.max_minutes * 60) if self.max_minutes > 0 else 0.0
         scale = learning_rate_scale(max(step / self.total_steps, by_time), self.decay)
         for variable, base in self.rates:
             variable.assign(base * scale)
@@ -235,7 +234,7 @@ def default_callbacks(trainer, run_dir: str, out_dir: str, chief: bool, log: Log
     config = trainer.config
     callbacks: list[Callback] = []
     if config.training.lr_decay > 0:
-        callbacks.append(LearningRateDecay(trainer, config.epochs * steps_per_epoch, config.max_minutes))
+        callbacks.append(LearningRateDecay(trainer, config.epochs * steps_per_epoch, config.max_minutes, deadline))
     grid = SampleGrid(run_dir, trainer.fixed_latents(config.grid_size))
     if chief:
         callbacks.append(grid)

@@ -6,7 +6,9 @@ stats line) are written first and the checkpoint that advances the counters
 last, so a run killed in between resumes at that epoch and rewrites its files.
 Ctrl-C / SIGTERM and `--max_minutes` save a checkpoint (mid-epoch if need be)
 and stop; a non-finite loss stops without saving, so the newest checkpoint is
-the last good one.
+the last good one. `--max_minutes`, like `--epochs`, is the budget of the whole
+run: the checkpoint carries the seconds trained so far, so a resumed run trains
+what is left of it, on the learning-rate schedule an uninterrupted run follows.
 """
 
 from __future__ import annotations
@@ -83,7 +85,13 @@ def train(
     done_in_epoch = min(max(step - start_epoch * steps_per_epoch, 0), steps_per_epoch - 1)
     partial = _PartialEpoch.load(out_dir, step) if done_in_epoch else _PartialEpoch()
     iterator = iter(training_batches(config, source, strategy, start_epoch))
-    deadline = time.time() + config.max_minutes * 60 if config.max_minutes > 0 else math.inf
+    session_start, trained_before = time.time(), float(trainer.trained_seconds.numpy())
+    deadline = session_start + config.max_minutes * 60 - trained_before if config.max_minutes > 0 else math.inf
+    last_epoch = config.epochs
+    if config.max_minutes > 0 and trained_before >= config.max_minutes * 60:
+        last_epoch = start_epoch
+        log(f"{run_dir} has trained {trained_before / 60:.1f} of its --max_minutes {config.max_minutes:g}: "
+            f"nothing left to train. Pass a larger --max_minutes to go on.")
     hooks = default_callbacks(trainer, run_dir, out_dir, chief, log, callbacks or [], steps_per_epoch, deadline)
     stop = _StopFlag()
     # With a decaying learning rate (set before each call) a call spans at most 1% of the run's steps.
@@ -95,7 +103,7 @@ def train(
     try:
         for hook in hooks:
             hook.on_train_begin(trainer)
-        for epoch in range(start_epoch + 1, config.epochs + 1):
+        for epoch in range(start_epoch + 1, last_epoch + 1):
             started, sums, steps_run = time.time() - partial.seconds, partial.sums, partial.steps_run
             to_run = steps_per_epoch - done_in_epoch
             ran = _run_steps(trainer, iterator, hooks, to_run, epoch, sums, should_stop, run_dir, pace)
@@ -103,6 +111,7 @@ def train(
             if ran < to_run:  # stopped inside the epoch: checkpoint the step, not the epoch
                 with _storage_errors(out_dir):
                     _PartialEpoch(sums, steps_run, time.time() - started).save(out_dir, step)
+                    trainer.trained_seconds.assign(trained_before + time.time() - session_start)
                     manager.save(checkpoint_number=step)
                     for hook in hooks:
                         hook.on_stop(trainer, step)
@@ -113,14 +122,16 @@ def train(
                 for hook in hooks:
                     hook.on_epoch_end(trainer, epoch, record)
                 trainer.epoch.assign(epoch)
+                trainer.trained_seconds.assign(trained_before + time.time() - session_start)
                 manager.save(checkpoint_number=step)  # last: the counters advance once the epoch's files exist
             if should_stop():
                 stopped_early = epoch < config.epochs
                 break
         if stopped_early and chief:
             reason = signal.Signals(stop.signum).name if stop.signum else f"--max_minutes {config.max_minutes:g}"
+            longer = "" if stop.signum else " --max_minutes M (the whole run's minutes, more than before)"
             log(f"stopped by {reason} at epoch {int(trainer.epoch.numpy())}, step {step}; checkpoint written. "
-                f"Continue with: python train.py --TYPE train --resume {run_dir}")
+                f"Continue with: python train.py --TYPE train --resume {run_dir}{longer}")
     finally:
         _restore_signal_handlers(previous_handlers)
         with _storage_errors(out_dir, quiet=sys.exc_info()[0] is not None):
@@ -218,7 +229,8 @@ def _start_or_resume(trainer, manager, config, source, run_dir, chief, resume, l
             run_folder.write_json(os.path.join(run_dir, run_folder.OPTIONS_FILE), options)
         return
     damaged = run_folder.checkpoint_prefixes(manager.directory)
-    restored = run_folder.restore_newest_checkpoint(trainer.checkpoint, manager.directory, warn=log)
+    restored = run_folder.restore_newest_checkpoint(trainer.checkpoint, manager.directory, warn=log,
+                                                    older=trainer.checkpoint_before_seconds)
     if restored is None:
         if damaged or not os.path.exists(os.path.join(run_dir, run_folder.OPTIONS_FILE)):
             raise UserError(f"nothing to resume: no checkpoint in {manager.directory} restores"

@@ -96,6 +96,8 @@ class GANTrainer:
                 self.zpred_optimizer.build(self.zpred_variables)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+            # Wall-clock seconds of training in all parts of the run, so --max_minutes spans resumes.
+            self.trained_seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="trained_seconds")
             self.regime = regimes.Regime(t)
             self.augmenter = augment.Augmenter(t.augment, t.ada_augment, t.ada_target, t.batch_size)
         parts = dict(
@@ -107,7 +109,9 @@ class GANTrainer:
             parts.update(z_predictor=self.z_predictor, zpred_optimizer=self.zpred_optimizer)
         if self.ema is not None:
             parts["ema_generator"] = self.ema.generator
-        self.checkpoint = tf.train.Checkpoint(**parts)
+        # A run written before 2026-12-07 has no trained_seconds: it resumes with the minutes counted from 0.
+        self.checkpoint_before_seconds = tf.train.Checkpoint(**parts)
+        self.checkpoint = tf.train.Checkpoint(**parts, trained_seconds=self.trained_seconds)
         self.train_step = tf.function(self._train_step)
         self.train_steps = tf.function(self._train_steps)
 
