@@ -137,10 +137,13 @@ def new_output(run_dir: str, given: str, default_name: str, flag: str) -> str:
 def training_minutes(records: list[dict]) -> list[float]:
     """Wall-clock minutes of training at the end of each stats.jsonl record, as --max_minutes counts them.
 
-    A record's share is the wall time since the record before it, which includes the grid
-    and checkpoint writing that epoch_seconds leaves out; after a resume (a gap longer than
+    Runs started since 2026-12-07 record it (`training_minutes`). For older runs a record's
+    share is the wall time since the record before it, which includes the grid and
+    checkpoint writing that epoch_seconds leaves out; after a resume (a gap longer than
     twice the epoch) or for the first record it is the epoch's own seconds.
     """
+    if records and "training_minutes" in records[0]:
+        return [record["training_minutes"] for record in records]
     minutes, elapsed, previous = [], 0.0, None
     for record in records:
         step = record["epoch_seconds"]

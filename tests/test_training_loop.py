@@ -286,5 +286,8 @@ def test_max_minutes_is_the_whole_runs_budget_across_a_resume(tmp_path, noise_fa
     again = training.train(budget, source, run_dir, strategy, resume=True)
     assert int(again.step.numpy()) == stopped
     assert "nothing left to train" in capsys.readouterr().out
-    longer = training.train(_tiny(epochs=1), source, run_dir, strategy, resume=True)
-    assert int(longer.step.numpy()) == 4
+    assert int(training.train(_tiny(epochs=1), source, run_dir, strategy, resume=True).step.numpy()) == 4
+    # Each epoch's record counts the minutes of every part before it.
+    training.train(_tiny(epochs=2), source, run_dir, strategy, resume=True)
+    first, second = run_folder.read_jsonl(os.path.join(run_dir, "stats.jsonl"))
+    assert second["training_minutes"] * 60 >= first["training_minutes"] * 60 + second["epoch_seconds"]

@@ -118,6 +118,7 @@ def train(
                 stopped_early = True
                 break
             record = _epoch_record(trainer, epoch, step, sums, steps_run, time.time() - started)
+            record["training_minutes"] = (trained_before + time.time() - session_start) / 60  # as --max_minutes counts
             with _storage_errors(out_dir):
                 for hook in hooks:
                     hook.on_epoch_end(trainer, epoch, record)
