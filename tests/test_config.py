@@ -88,8 +88,6 @@ def test_a_decaying_run_says_over_what_and_a_constant_one_says_nothing():
         ("wgan", {"balance": "margin"}, "minimax"),
         ("fast", {"d_norm": "layer"}, "d_norm must be one of"),
         ("dense", {"d_norm": "none"}, "dense discriminator"),
-        ("illustration", {"g_norm": "pixel"}, "g_norm applies to the dcgan"),
-        ("fast", {"g_norm": "layer"}, "g_norm must be one of"),
         ("fast", {"pack": 2}, "unknown configuration field 'pack'"),  # pruned in issue 21
         ("fast", {"feature_matching": 0.1}, "unknown configuration field"),
         ("dcgan", {"no_such_field": 1}, "unknown"),
