@@ -79,25 +79,20 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("flags", nargs="*", help="more train.py flags, after --")
 
 
-def train_with_callback(callback, args: argparse.Namespace, overrides: dict | None = None) -> None:
-    """`train.py --TYPE train` on the faces at 64x64 for `args.minutes`, with one more training callback
-    (or none) and config fields that have no flag set to `overrides`.
+def train_with_callback(callback, args: argparse.Namespace) -> None:
+    """`train.py --TYPE train` on the faces at 64x64 for `args.minutes`, with one more training callback.
 
     The callback is installed by wrapping `training.train`, which `cli.run_train` calls, so
-    it reaches the trainer before the compiled step is first traced (`on_train_begin`). The
-    overrides go through `config.resolve`, so the run folder records them and its generator
-    loads as any other.
+    it reaches the trainer before the compiled step is first traced (`on_train_begin`).
     """
     from illustration_gan import cli, training
-    from illustration_gan import config as config_lib
 
-    train, resolve = training.train, config_lib.resolve
+    train = training.train
 
     def train_with_hook(*positional, callbacks=None, **keywords):
-        return train(*positional, callbacks=[*(callbacks or []), *([callback] if callback else [])], **keywords)
+        return train(*positional, callbacks=[*(callbacks or []), callback], **keywords)
 
     training.train = train_with_hook
-    config_lib.resolve = lambda preset, given: resolve(preset, {**given, **(overrides or {})})
     try:
         argv = ["train.py", "--TYPE", "train", "--model", args.model, "--path", args.faces, "--image_size", "64",
                 "--epochs", "100000", "--max_minutes", str(args.minutes), "--run_dir", args.run_dir,
@@ -105,7 +100,7 @@ def train_with_callback(callback, args: argparse.Namespace, overrides: dict | No
         print("+", " ".join(argv), flush=True)
         cli.run(argv)
     finally:
-        training.train, config_lib.resolve = train, resolve
+        training.train = train
 
 
 # ----------------------------------------------------------------------------- run folders

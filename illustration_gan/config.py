@@ -25,7 +25,6 @@ INITS = ("dcgan", "xavier")
 MINIBATCH_PLACES = ("head", "first_block")
 LOSSES = ("minimax", "hinge", "wasserstein")
 D_NORMS = ("batch", "none")
-G_NORMS = ("batch", "pixel")
 
 
 @dataclass(frozen=True)
@@ -49,7 +48,6 @@ class ModelConfig:
     spectral_norm: bool = False  # spectrally normalised D weights, no D batch norm (SNGAN; dcgan only)
     d_norm: str = "batch"  # D's hidden layers: "batch" norm (DCGAN) | "none" (conv + bias; dcgan, illustration)
     upsampling: str = "transposed"  # dcgan G: "transposed" 4x4 stride-2 convs | "resize" (nearest 2x + 3x3 conv)
-    g_norm: str = "batch"  # dcgan G's hidden layers: "batch" norm, ReLU | conv + bias, ReLU, "pixel" norm (ProGAN)
 
     @property
     def levels(self) -> int:
@@ -327,10 +325,6 @@ def validate(config: Config) -> None:
         raise UserError("--upsampling applies to the dcgan generator (--model dcgan or fast)")
     if m.spectral_norm and m.architecture != "dcgan":
         raise UserError("spectral normalisation is implemented for the dcgan discriminator (--model dcgan or fast)")
-    if m.g_norm not in G_NORMS:
-        raise UserError(f"g_norm must be one of {G_NORMS}, got {m.g_norm!r}")
-    if m.g_norm != "batch" and m.architecture != "dcgan":
-        raise UserError("g_norm applies to the dcgan family's generator (dcgan, fast)")
     if m.d_norm not in D_NORMS:
         raise UserError(f"d_norm must be one of {D_NORMS}, got {m.d_norm!r}")
     if m.d_norm != "batch" and m.architecture in ("dense", "keras_margin"):

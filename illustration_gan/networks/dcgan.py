@@ -31,7 +31,7 @@ from illustration_gan.networks.common import (
     level_widths,
     weight_init,
 )
-from illustration_gan.networks.layers import MinibatchDiscrimination2D, PixelNorm, SpectralNormConv2D
+from illustration_gan.networks.layers import MinibatchDiscrimination2D, SpectralNormConv2D
 from illustration_gan.networks import matmul_grad
 
 PACKAGE = "illustration_gan"
@@ -44,21 +44,18 @@ class DCGANGenerator(Generator):
         c = self.model_config
         widths = level_widths(c.g_width, c.levels, coarse_first=True, max_width=c.max_width)
         # A dense projection to 4x4 equals the tutorial's 4x4 transposed conv on a 1x1 input.
-        # Batch norm per channel, as after the tutorial's transposed convolutions; or ProGAN's order:
-        # convolution with bias, activation, then the pixel norm.
-        pixel = c.g_norm == "pixel"
         self.project = keras.Sequential(
             [
-                keras.layers.Dense(4 * 4 * widths[0], use_bias=pixel, kernel_initializer=weight_init()),
+                keras.layers.Dense(4 * 4 * widths[0], use_bias=False, kernel_initializer=weight_init()),
                 keras.layers.Reshape((4, 4, widths[0])),
-                *([keras.layers.ReLU(), PixelNorm()] if pixel else [batch_norm(), keras.layers.ReLU()]),
+                batch_norm(),  # per channel, as after the tutorial's transposed convolution
+                keras.layers.ReLU(),
             ],
             name="project",
         )
         blocks = []
         for level, width in enumerate(widths[1:]):
-            blocks += self._upsample_2x(width, pixel, 8 << level)
-            blocks += [keras.layers.ReLU(), PixelNorm()] if pixel else [batch_norm(), keras.layers.ReLU()]
+            blocks += [*self._upsample_2x(width, False, 8 << level), batch_norm(), keras.layers.ReLU()]
         blocks += self._upsample_2x(3, True, c.image_size)
         blocks.append(keras.layers.Activation("tanh", dtype="float32"))
         self.upsample = keras.Sequential(blocks, name="upsample")

@@ -8,9 +8,6 @@
 - `MinibatchDiscrimination2D`: the Pokemon GAN's convolutional variant of it.
 - `SpectralNormConv2D`, `SpectralNormDense`: spectral normalisation of a
   discriminator's weights (Miyato et al. 2018, "Spectral Normalization for GANs").
-- `PixelNorm`: each pixel's feature vector scaled to unit root mean square, the generator's
-  normalisation in place of batch norm (Karras et al. 2018, "Progressive Growing of GANs",
-  section 4.2).
 """
 
 from __future__ import annotations
@@ -36,22 +33,6 @@ class BilinearUpsample2x(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         b, h, w, c = input_shape
         return (b, None if h is None else 2 * h, None if w is None else 2 * w, c)
-
-
-@keras.saving.register_keras_serializable(package=PACKAGE)
-class PixelNorm(keras.layers.Layer):
-    """x / sqrt(mean over channels of x^2 + epsilon), per sample and pixel; no weights, no batch statistics."""
-
-    def __init__(self, epsilon: float = 1e-8, **kwargs):
-        super().__init__(**kwargs)
-        self.epsilon = epsilon
-
-    def call(self, x):
-        squares = ops.mean(ops.square(ops.cast(x, "float32")), axis=-1, keepdims=True)
-        return x * ops.cast(ops.rsqrt(squares + self.epsilon), x.dtype)
-
-    def get_config(self):
-        return {**super().get_config(), "epsilon": self.epsilon}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
