@@ -70,7 +70,7 @@ flags.DEFINE_bool("z_predictor", False, "IllustrationGAN's auxiliary z-predictor
 flags.DEFINE_integer("batch_size", 64, "Global batch size, split across replicas. [preset]", lower_bound=1)
 flags.DEFINE_integer("epochs", 50, "Epochs to train (total, counting epochs before a resume).", lower_bound=1)
 flags.DEFINE_enum("loss", "minimax", list(config_lib.LOSSES), "GAN loss: minimax (non-saturating G), hinge "
-                  "(SNGAN, SAGAN), wasserstein (needs a critic, --model wgan) or relativistic (RaSGAN). [preset]")
+                  "(SNGAN, SAGAN) or wasserstein (needs a critic, --model wgan). [preset]")
 flags.DEFINE_float("g_lr", 2e-4, "Generator learning rate. [preset]", lower_bound=0)
 flags.DEFINE_float("d_lr", 2e-4, "Discriminator learning rate. [preset]", lower_bound=0)
 flags.DEFINE_enum("balance", "none", list(config_lib.BALANCE_RULES), "When D and G update (see README, Regimes). "

@@ -23,7 +23,7 @@ UPDATE_ORDERS = ("alternating", "simultaneous")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 INITS = ("dcgan", "xavier")
 MINIBATCH_PLACES = ("head", "first_block")
-LOSSES = ("minimax", "hinge", "wasserstein", "relativistic")
+LOSSES = ("minimax", "hinge", "wasserstein")
 D_NORMS = ("batch", "none")
 
 
@@ -60,7 +60,7 @@ class TrainingConfig:
     """The optimisation recipe and the regime deciding when D and G update."""
 
     batch_size: int = 64  # global batch, split across replicas
-    loss: str = "minimax"  # "minimax" (non-saturating G) | "hinge" | "wasserstein" | "relativistic" (RaSGAN)
+    loss: str = "minimax"  # "minimax" (non-saturating G) | "hinge" | "wasserstein"
     optimizer: str = "adam"  # "adam" | "rmsprop"
     g_lr: float = 2e-4
     d_lr: float = 2e-4

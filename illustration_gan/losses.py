@@ -55,21 +55,6 @@ def hinge_generator_loss(fake_scores):
     return -fake_scores
 
 
-def relativistic_average_discriminator_loss(real_logits, fake_logits):
-    """RaSGAN's D loss (Jolicoeur-Martineau 2018, arXiv:1807.00734), per example: BCE of how much more
-    real each real is than the average fake, and each fake than the average real, halved as in
-    AlexiaJM/RelativisticGAN code/GAN_losses_iter.py line 637. The averages are over the batch
-    given (a replica's batch under a strategy)."""
-    real_logits, fake_logits = tf.cast(real_logits, tf.float32), tf.cast(fake_logits, tf.float32)
-    return (_bce(real_logits - tf.reduce_mean(fake_logits), 1.0) + _bce(fake_logits - tf.reduce_mean(real_logits), 0.0)) / 2
-
-
-def relativistic_average_generator_loss(real_logits, fake_logits):
-    """RaSGAN's G loss, per example: D's loss with the targets exchanged (line 702 of the same file);
-    only the fakes carry G's gradient."""
-    return relativistic_average_discriminator_loss(fake_logits, real_logits)
-
-
 def scores_and_input_gradients(discriminator, images, training=True):
     """D's scores on `images` and their gradients with respect to the images (for penalties)."""
     with tf.GradientTape() as tape:

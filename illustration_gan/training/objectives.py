@@ -22,12 +22,11 @@ class Objective:
     """A loss family: per-score losses of D and G, and D's score as the log shows it."""
 
     name = ""
-    g_needs_real_scores = False  # G's loss also reads D's current scores of the reals
 
     def discriminator_loss(self, real_scores, fake_scores, swap_labels):
         raise NotImplementedError
 
-    def generator_loss(self, fake_scores, real_scores=None):
+    def generator_loss(self, fake_scores):
         raise NotImplementedError
 
     def display(self, scores):
@@ -47,7 +46,7 @@ class Minimax(Objective):
     def discriminator_loss(self, real_scores, fake_scores, swap_labels):
         return losses.minimax_discriminator_loss(real_scores, fake_scores, self.label_smoothing, swap_labels)
 
-    def generator_loss(self, fake_scores, real_scores=None):
+    def generator_loss(self, fake_scores):
         return losses.non_saturating_generator_loss(fake_scores, self.label_smoothing)
 
     def display(self, scores):
@@ -62,7 +61,7 @@ class Hinge(Objective):
     def discriminator_loss(self, real_scores, fake_scores, swap_labels):
         return losses.hinge_discriminator_loss(real_scores, fake_scores)
 
-    def generator_loss(self, fake_scores, real_scores=None):
+    def generator_loss(self, fake_scores):
         return losses.hinge_generator_loss(fake_scores)
 
 
@@ -74,29 +73,11 @@ class Wasserstein(Objective):
     def discriminator_loss(self, real_scores, fake_scores, swap_labels):
         return losses.wasserstein_discriminator_loss(real_scores, fake_scores)
 
-    def generator_loss(self, fake_scores, real_scores=None):
+    def generator_loss(self, fake_scores):
         return losses.wasserstein_generator_loss(fake_scores)
-
-
-class RelativisticAverage(Objective):
-    """RaSGAN (Jolicoeur-Martineau 2018): D judges how much more real a real is than the average
-    fake and a fake than the average real; G the same with the targets exchanged, so G's loss
-    reads D's scores of the reals too (recomputed against the updated D, as the source does)."""
-
-    name = "relativistic"
-    g_needs_real_scores = True
-
-    def discriminator_loss(self, real_scores, fake_scores, swap_labels):
-        return losses.relativistic_average_discriminator_loss(real_scores, fake_scores)
-
-    def generator_loss(self, fake_scores, real_scores=None):
-        return losses.relativistic_average_generator_loss(real_scores, fake_scores)
-
-    def display(self, scores):
-        return tf.sigmoid(scores)
 
 
 def make_objective(training: TrainingConfig) -> Objective:
     if training.loss == "minimax":
         return Minimax(training.label_smoothing)
-    return {"hinge": Hinge, "wasserstein": Wasserstein, "relativistic": RelativisticAverage}[training.loss]()
+    return {"hinge": Hinge, "wasserstein": Wasserstein}[training.loss]()

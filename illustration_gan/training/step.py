@@ -208,10 +208,9 @@ class GANTrainer:
         if boost:
             metrics["d_updates"] += extra_d
         if self._g_may_skip:
-            first = tf.cond(plan.g_updates > 0, lambda: self._g_update(g_salt, real),
-                            lambda: {"g_loss": 0.0, "g_updates": 0.0})
+            first = tf.cond(plan.g_updates > 0, lambda: self._g_update(g_salt), lambda: {"g_loss": 0.0, "g_updates": 0.0})
         else:
-            first = self._g_update(g_salt, real)
+            first = self._g_update(g_salt)
         second = tf.cond(plan.g_updates > 1, lambda: self._g_update(SECOND_G_SALT)["g_updates"], _zero) if boost else 0.0
         metrics.update(g_loss=first["g_loss"], g_updates=first["g_updates"] + second, g_measured=first["g_updates"])
         return metrics, fake
@@ -223,7 +222,7 @@ class GANTrainer:
             fake = self.generator(z, training=True)
             with tape.stop_recording():
                 metrics, _ = self._d_update(real, swap, Z_SALT, fake=tf.stop_gradient(fake), gate=gate)
-            g_loss, scaled = self._generator_loss(fake, 0, real)
+            g_loss, scaled = self._generator_loss(fake, 0)
         self._apply_g(tape.gradient(scaled, self.generator.trainable_variables))
         metrics.update(g_loss=g_loss, g_updates=tf.constant(1.0), g_measured=tf.constant(1.0))
         return metrics, tf.stop_gradient(fake)
@@ -250,13 +249,9 @@ class GANTrainer:
         metrics["d_updates"] = tf.cast(tf.cond(allowed, lambda: self._apply_d(grads), _false), tf.float32)
         return metrics, fake
 
-    def _g_update(self, z_salt, real=None):
-        """A G phase against the current D and G's update (`real`: the step's reals, for losses that read them)."""
-        if self.objective.g_needs_real_scores:
-            reduced = self.strategy.run(lambda r: self._g_replica(z_salt, r), args=(real,))
-        else:
-            reduced = self.strategy.run(lambda: self._g_replica(z_salt))
-        metrics, grads = self._first_copy(reduced)
+    def _g_update(self, z_salt):
+        """A G phase against the current D and G's update."""
+        metrics, grads = self._first_copy(self.strategy.run(lambda: self._g_replica(z_salt)))
         self._apply_g(grads)
         return {"g_loss": metrics["g_loss"], "g_updates": tf.constant(1.0)}
 
@@ -319,33 +314,21 @@ class GANTrainer:
         context = tf.distribute.get_replica_context()
         return context.all_reduce(tf.distribute.ReduceOp.SUM, (metrics, grads)), tf.stop_gradient(fake)
 
-    def _g_replica(self, z_salt, real=None):
+    def _g_replica(self, z_salt):
         """G's loss against the current D on the same augmented fakes, and G's gradients."""
         replica = _replica_id()
         local_batch = self.config.training.batch_size // self.strategy.num_replicas_in_sync
         with tf.GradientTape() as tape:
             fake = self.generator(self._latents(z_salt, replica, local_batch), training=True)
-            g_loss, scaled = self._generator_loss(fake, replica, real)
+            g_loss, scaled = self._generator_loss(fake, replica)
         grads = tape.gradient(scaled, self.generator.trainable_variables)
         context = tf.distribute.get_replica_context()
         return context.all_reduce(tf.distribute.ReduceOp.SUM, ({"g_loss": g_loss}, grads))
 
-    def _generator_loss(self, fake, replica, real=None):
-        """G's loss from the current D on the augmented fakes (as D saw them), and its scaled form.
-        A loss that reads D's scores of the reals gets them from the same call (reals augmented as
-        in D's phase), as constants."""
+    def _generator_loss(self, fake, replica):
+        """G's loss from the current D on the augmented fakes (as D saw them), and its scaled form."""
         fake_in = self.augmenter(fake, self.seed(AUGMENT_FAKE_SALT, replica))
-        if not self.objective.g_needs_real_scores:
-            g_loss = self._average(self.objective.generator_loss(self.discriminator(fake_in, training=True)))
-            return g_loss, _scaled(self.g_optimizer, g_loss)
-        real_in = self.augmenter(real, self.seed(AUGMENT_REAL_SALT, replica))
-        if self.discriminator.scores_each_image_alone:
-            count = tf.shape(real_in)[0]
-            scores = self.discriminator(tf.concat([real_in, tf.cast(fake_in, real_in.dtype)], axis=0), training=True)
-            real_scores, fake_scores = scores[:count], scores[count:]
-        else:
-            real_scores, fake_scores = self.discriminator(real_in, training=True), self.discriminator(fake_in, training=True)
-        g_loss = self._average(self.objective.generator_loss(fake_scores, tf.stop_gradient(real_scores)))
+        g_loss = self._average(self.objective.generator_loss(self.discriminator(fake_in, training=True)))
         return g_loss, _scaled(self.g_optimizer, g_loss)
 
     def _both_replica(self, real, swap):
@@ -354,9 +337,9 @@ class GANTrainer:
         z = self._latents(Z_SALT, replica, tf.shape(real)[0])
         with tf.GradientTape(persistent=True) as tape:
             fake = self.generator(z, training=True)
-            metrics, d_total = self._d_losses(real, fake, swap, replica, keep_scores=True)
-            fake_scores, real_scores = metrics.pop("fake_scores"), metrics.pop("real_scores")
-            metrics["g_loss"] = self._average(self.objective.generator_loss(fake_scores, tf.stop_gradient(real_scores)))
+            metrics, d_total = self._d_losses(real, fake, swap, replica, keep_fake_scores=True)
+            fake_scores = metrics.pop("fake_scores")
+            metrics["g_loss"] = self._average(self.objective.generator_loss(fake_scores))
             d_scaled, g_scaled = _scaled(self.d_optimizer, d_total), _scaled(self.g_optimizer, metrics["g_loss"])
         d_grads = tape.gradient(d_scaled, self.discriminator.trainable_variables)
         g_grads = tape.gradient(g_scaled, self.generator.trainable_variables)
@@ -364,7 +347,7 @@ class GANTrainer:
         # One packed all-reduce per step (losses were scaled by 1 / global batch, so SUM is the mean).
         return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, (metrics, d_grads, g_grads))
 
-    def _d_losses(self, real, fake, swap, replica, keep_scores=False):
+    def _d_losses(self, real, fake, swap, replica, keep_fake_scores=False):
         """D's scores on the augmented reals and fakes, its loss plus terms, and the metrics to log."""
         real_in = self.augmenter(real, self.seed(AUGMENT_REAL_SALT, replica))
         fake_in = self.augmenter(fake, self.seed(AUGMENT_FAKE_SALT, replica))
@@ -399,8 +382,8 @@ class GANTrainer:
         metrics["d_fake"] = self._average(tf.stop_gradient(self.objective.display(fake_scores)))
         if self.augmenter.adaptive:
             metrics["real_sign"] = self._average(tf.sign(tf.stop_gradient(real_scores)))  # ADA's r_t
-        if keep_scores:
-            metrics["fake_scores"], metrics["real_scores"] = fake_scores, real_scores
+        if keep_fake_scores:
+            metrics["fake_scores"] = fake_scores
         return metrics, total
 
     def _zpred_replica(self):
