@@ -86,6 +86,7 @@ def train(
     partial = _PartialEpoch.load(out_dir, step) if done_in_epoch else _PartialEpoch()
     iterator = iter(training_batches(config, source, strategy, start_epoch))
     session_start, trained_before = time.time(), float(trainer.trained_seconds.numpy())
+    trained = lambda: trained_before + time.time() - session_start  # noqa: E731  (seconds, all parts of the run)
     deadline = session_start + config.max_minutes * 60 - trained_before if config.max_minutes > 0 else math.inf
     last_epoch = config.epochs
     if config.max_minutes > 0 and trained_before >= config.max_minutes * 60:
@@ -111,19 +112,19 @@ def train(
             if ran < to_run:  # stopped inside the epoch: checkpoint the step, not the epoch
                 with _storage_errors(out_dir):
                     _PartialEpoch(sums, steps_run, time.time() - started).save(out_dir, step)
-                    trainer.trained_seconds.assign(trained_before + time.time() - session_start)
+                    trainer.trained_seconds.assign(trained())
                     manager.save(checkpoint_number=step)
                     for hook in hooks:
                         hook.on_stop(trainer, step)
                 stopped_early = True
                 break
             record = _epoch_record(trainer, epoch, step, sums, steps_run, time.time() - started)
-            record["training_minutes"] = (trained_before + time.time() - session_start) / 60  # as --max_minutes counts
+            record["training_minutes"] = trained() / 60  # as --max_minutes counts
             with _storage_errors(out_dir):
                 for hook in hooks:
                     hook.on_epoch_end(trainer, epoch, record)
                 trainer.epoch.assign(epoch)
-                trainer.trained_seconds.assign(trained_before + time.time() - session_start)
+                trainer.trained_seconds.assign(trained())
                 manager.save(checkpoint_number=step)  # last: the counters advance once the epoch's files exist
             if should_stop():
                 stopped_early = epoch < config.epochs
