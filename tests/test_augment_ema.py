@@ -130,6 +130,19 @@ def test_ada_raises_p_while_d_is_sure_of_the_reals_and_checkpoints_it(tmp_path):
     assert any(name.startswith("augment_p/") for name in saved)
 
 
+def test_every_fixed_transform_trains_in_the_compiled_step():
+    config = config_lib.resolve("fast", dict(image_size=32, g_width=4, d_width=4, z_dim=8, augment=",".join(augment.POLICIES)))
+    trainer = training.GANTrainer(config, tf.distribute.get_strategy())
+    batch = tf.random.uniform([8, 32, 32, 3], -1, 1, seed=6)
+    # Decoded images leave the channel count unknown to the graph (data.decode_to_rgb), as here.
+    signature = tf.TensorSpec([8, 32, 32, None], tf.float32)
+    iterator = iter(tf.data.Dataset.from_generator(lambda: iter([batch] * 2), output_signature=signature))
+    before = [w.numpy() for w in trainer.discriminator.trainable_variables]
+    metrics = trainer.train_step(iterator)
+    assert np.isfinite(float(metrics["d_loss"]))
+    assert any((w.numpy() != b).any() for w, b in zip(trainer.discriminator.trainable_variables, before))
+
+
 def test_adaptive_and_fixed_augmentation_must_not_overlap():
     with pytest.raises(config_lib.UserError, match="both --augment"):
         config_lib.resolve("fast", dict(ada_augment="translation,color"))

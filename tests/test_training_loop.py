@@ -235,6 +235,19 @@ def test_the_fastest_threads_and_policy_must_each_beat_the_default_by_the_margin
     assert precision.fastest(by_threads) == ("default", "mixed_bfloat16")
 
 
+def test_precision_auto_shows_a_failure_of_float32_itself_not_an_empty_choice():
+    """float32 is the baseline: when it fails too, the run's own error is the one to see."""
+    from illustration_gan.training import precision
+
+    def broken(config):
+        raise ValueError(f"the input cannot be read ({config.precision})")
+
+    logged = []
+    configs = [_tiny(precision=p) for p in ("float32", "mixed_bfloat16")]
+    with pytest.raises(ValueError, match=r"cannot be read \(float32\)"):
+        precision.time_policies(configs, tf.distribute.get_strategy(), broken, logged.append)
+
+
 def test_child_rounds_default_to_two_and_a_bad_override_is_one_clear_error(monkeypatch):
     from illustration_gan import UserError
     from illustration_gan.training import precision

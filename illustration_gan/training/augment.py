@@ -92,7 +92,7 @@ def random_geometric(x, seed, probability=GEOMETRIC_P, scale_std=0.2, rotate_max
     fx, fy = (tf.cast(d, x.dtype)[..., None] for d in (src_x - x0, src_y - y0))
     x0, y0 = tf.cast(x0, tf.int32), tf.cast(y0, tf.int32)
     x1, y1 = tf.minimum(x0 + 1, w - 1), tf.minimum(y0 + 1, h - 1)
-    flat = tf.reshape(x, [n, h * w, x.shape[3]])
+    flat = tf.reshape(x, [n, h * w, -1])  # channels may be unknown statically after translation's gathers
     at = lambda yy, xx: tf.gather(flat, yy * w + xx, batch_dims=1)  # noqa: E731  (n, h, w, c)
     top = at(y0, x0) * (1 - fx) + at(y0, x1) * fx
     bottom = at(y1, x0) * (1 - fx) + at(y1, x1) * fx

@@ -312,6 +312,8 @@ def time_policies(configs, strategy, make_iterator, log) -> dict[str, float]:
                     steps = max(1, min(50, int(0.5 / max(time.perf_counter() - started, 1e-3))))
                 runs[config.precision] = (trainer, iterator, steps, config.training.batch_size, [])
             except (tf.errors.OpError, ValueError, TypeError) as error:  # e.g. an op without a kernel for the dtype
+                if config.precision == "float32":
+                    raise  # not a precision's failure but the run's own: show it whole
                 log(f"precision auto: {config.precision} failed ({str(error).strip().splitlines()[0][:120]}); "
                     "not a candidate")
             finally:
