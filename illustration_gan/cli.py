@@ -84,9 +84,9 @@ flags.DEFINE_float("clip_weights", 0.0, "Clip critic weights to +-value after ea
 flags.DEFINE_float("gp_weight", 0.0, "Gradient penalty weight (WGAN-GP); 0 = off. [preset]", lower_bound=0)
 flags.DEFINE_float("r1_gamma", 0.0, "R1 penalty gamma on real images (minimax loss); 0 = off. [preset]",
                    lower_bound=0)
-flags.DEFINE_string("augment", "", "DiffAugment policy for D's inputs: comma list of color, translation, geometric "
-                    "(ADA's scaling and rotation, each to half the images), cutout ('' = off). [preset]")
-flags.DEFINE_string("ada_augment", "", "Transforms (of color, translation, geometric, cutout; not in --augment) applied to each "
+flags.DEFINE_string("augment", "", "DiffAugment policy for D's inputs: comma list of color, translation, cutout "
+                    "('' = off). [preset]")
+flags.DEFINE_string("ada_augment", "", "Transforms (of color, translation, cutout; not in --augment) applied to each "
                     "of D's inputs with an adaptive probability p, raised while D is surer of the reals than "
                     "ADA's target (ADA); '' = off. [preset]")
 flags.DEFINE_float("ema_kimg", 0.0, "Half-life (thousands of images) of the generator weight average used for "

@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-POLICIES = ("color", "translation", "geometric", "cutout")
-GEOMETRIC_P = 0.5  # per-image chance of each geometric transform: ADA leaks orientation to G at p near 1
+POLICIES = ("color", "translation", "cutout")
 # stylegan2-ada lets p move by 1 per 500k images over runs of ~25M; a 20-minute CPU run sees ~0.25M.
 ADA_KIMG = 100
 ADA_INTERVAL = 256  # images between adjustments (stylegan2-ada: 4 batches of 64)
@@ -63,42 +62,6 @@ def random_translation(x, seed, ratio=0.125):
     return tf.gather(x, cols, axis=2, batch_dims=1)
 
 
-def random_geometric(x, seed, probability=GEOMETRIC_P, scale_std=0.2, rotate_max=1.0):
-    """ADA's isotropic scaling and rotation (stylegan2-ada-pytorch training/augment.py, lines 224-255):
-    each image is scaled by 2^N(0, scale_std) with `probability`, then rotated by U(-1, 1) x pi x
-    `rotate_max` with `probability`, about its centre, sampled bilinearly from its reflection.
-
-    Simplified from ADA: one rotation where ADA splits it into two (before and after anisotropic
-    scaling, which is left out), and no wavelet low-pass around the resampling (lines 265-302).
-    """
-    n, h, w = tf.shape(x)[0], x.shape[1], x.shape[2]
-    applied = lambda salt: _uniform([n], seed, salt) < probability  # noqa: E731
-    normal = tf.random.stateless_normal([n], seed + tf.constant([0, 1], seed.dtype) * 21 * 7919)
-    scale = tf.where(applied(22), tf.pow(2.0, normal * scale_std), 1.0)
-    theta = tf.where(applied(23), _uniform([n], seed, 24, -1.0, 1.0) * 3.141592653589793 * rotate_max, 0.0)
-    # The output pixel at offset (u, v) from the centre reads the input at R(-theta) (u, v) / scale.
-    cos, sin = (tf.reshape(f(theta) / scale, [n, 1, 1]) for f in (tf.cos, tf.sin))
-    v, u = tf.meshgrid(tf.range(h, dtype=tf.float32) - (h - 1) / 2, tf.range(w, dtype=tf.float32) - (w - 1) / 2,
-                       indexing="ij")
-    src_x = cos * u + sin * v + (w - 1) / 2
-    src_y = -sin * u + cos * v + (h - 1) / 2
-
-    def reflect(c, size):  # reflection about the border pixels, as ADA's padding mode='reflect'
-        period = 2.0 * (size - 1)
-        return (size - 1) - tf.abs((size - 1) - tf.math.floormod(tf.abs(c), period))
-
-    src_x, src_y = reflect(src_x, w), reflect(src_y, h)
-    x0, y0 = tf.floor(src_x), tf.floor(src_y)
-    fx, fy = (tf.cast(d, x.dtype)[..., None] for d in (src_x - x0, src_y - y0))
-    x0, y0 = tf.cast(x0, tf.int32), tf.cast(y0, tf.int32)
-    x1, y1 = tf.minimum(x0 + 1, w - 1), tf.minimum(y0 + 1, h - 1)
-    flat = tf.reshape(x, [n, h * w, -1])  # channels may be unknown statically after translation's gathers
-    at = lambda yy, xx: tf.gather(flat, yy * w + xx, batch_dims=1)  # noqa: E731  (n, h, w, c)
-    top = at(y0, x0) * (1 - fx) + at(y0, x1) * fx
-    bottom = at(y1, x0) * (1 - fx) + at(y1, x1) * fx
-    return top * (1 - fy) + bottom * fy
-
-
 def random_cutout(x, seed, ratio=0.5):
     """Zeroes one square of `ratio` x the image size at a random place in each image."""
     n, h, w = tf.shape(x)[0], x.shape[1], x.shape[2]
@@ -114,12 +77,10 @@ def random_cutout(x, seed, ratio=0.5):
 
 def diff_augment(x, policy: tuple[str, ...], seed, adaptive: tuple[str, ...] = (), probability=0.0):
     """Applies the transforms in `policy` to every image and those in `adaptive` to each image
-    with `probability`, in the paper's order (colour, translation, cutout; ADA's geometric
-    transforms follow its pixel blitting, so after translation)."""
+    with `probability`, in the paper's order (colour, translation, cutout)."""
     seed = tf.cast(seed, tf.int64)
-    transforms = (("color", random_color, 11), ("translation", random_translation, 12),
-                  ("geometric", random_geometric, 14), ("cutout", random_cutout, 13))
-    for name, transform, salt in transforms:
+    transforms = (("color", random_color), ("translation", random_translation), ("cutout", random_cutout))
+    for salt, (name, transform) in enumerate(transforms, start=11):
         if name in policy:
             x = transform(x, seed)
         elif name in adaptive:
