@@ -84,8 +84,6 @@ flags.DEFINE_float("clip_weights", 0.0, "Clip critic weights to +-value after ea
 flags.DEFINE_float("gp_weight", 0.0, "Gradient penalty weight (WGAN-GP); 0 = off. [preset]", lower_bound=0)
 flags.DEFINE_float("r1_gamma", 0.0, "R1 penalty gamma on real images (minimax loss); 0 = off. [preset]",
                    lower_bound=0)
-flags.DEFINE_float("lecam_weight", 0.0, "LeCam regularisation weight on D's logits (minimax or hinge loss; "
-                   "its source uses 0.3); 0 = off. [preset]", lower_bound=0)
 flags.DEFINE_string("augment", "", "DiffAugment policy for D's inputs: comma list of color, translation, cutout "
                     "('' = off). [preset]")
 flags.DEFINE_string("ada_augment", "", "Transforms (of color, translation, cutout; not in --augment) applied to each "
@@ -152,7 +150,7 @@ HELP_GROUPS = {
         "model": "model image_size z_dim g_width d_width minibatch_kernels spectral_norm d_norm upsampling "
                  "z_predictor",
         "training recipe": "batch_size epochs loss g_lr d_lr update_order balance n_critic clip_weights gp_weight r1_gamma "
-                           "lecam_weight augment ada_augment ema_kimg lr_decay",
+                           "augment ada_augment ema_kimg lr_decay",
         "run": "seed strategy cpu_replicas precision run_root run_dir resume max_minutes keep_checkpoints dry_run "
                "verbose",
         "FID during training": "fid_every num_samples num_real fid_weights",
@@ -183,8 +181,7 @@ ENVIRONMENT = {
 
 CONFIG_FLAGS = (
     "image_size z_dim g_width d_width minibatch_kernels spectral_norm d_norm upsampling z_predictor batch_size loss "
-    "g_lr d_lr update_order balance n_critic clip_weights gp_weight r1_gamma lecam_weight augment ada_augment ema_kimg "
-    "lr_decay epochs seed "
+    "g_lr d_lr update_order balance n_critic clip_weights gp_weight r1_gamma augment ada_augment ema_kimg lr_decay epochs seed "
     "strategy precision run_root max_minutes keep_checkpoints"
 ).split()
 TOY_DEFAULTS = {"image_size": 32, "epochs": 10}  # the first-run default: minutes on a laptop CPU

@@ -79,7 +79,6 @@ class TrainingConfig:
     clip_weights: float = 0.0  # WGAN weight clipping (0 = off)
     gp_weight: float = 0.0  # WGAN-GP gradient penalty (0 = off)
     r1_gamma: float = 0.0  # R1 penalty on real images, gamma / 2 * ||grad D(x)||^2 (0 = off)
-    lecam_weight: float = 0.0  # LeCam regularisation of D's logits (Tseng et al. 2021; 0 = off)
     augment: str = ""  # DiffAugment policy, e.g. "color,translation,cutout" ("" = off)
     ada_augment: str = ""  # DiffAugment transforms applied with ADA's adaptive probability ("" = off)
     ada_target: float = 0.6  # ADA's target for the mean sign of D's real logits
@@ -316,8 +315,6 @@ def validate(config: Config) -> None:
         raise UserError(f"init must be one of {INITS} and minibatch_place one of {MINIBATCH_PLACES}")
     if m.minibatch_place == "first_block" and m.architecture != "dcgan":
         raise UserError("the convolutional minibatch discrimination (Pokemon GAN) is implemented for the dcgan discriminator")
-    if t.lecam_weight > 0 and t.loss == "wasserstein":
-        raise UserError("LeCam regularises the logits of a minimax or hinge discriminator, not a WGAN critic")
     if t.r1_gamma > 0 and t.loss == "wasserstein":
         raise UserError("the R1 penalty regularises the minimax discriminator; WGAN uses --gp_weight")
     if m.z_predictor and m.architecture != "illustration":

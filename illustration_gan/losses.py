@@ -78,15 +78,6 @@ def r1_penalty(real_gradients):
     return tf.reduce_sum(tf.square(tf.cast(real_gradients, tf.float32)), axis=[1, 2, 3])
 
 
-def lecam_penalty(real_logits, fake_logits, real_anchor, fake_anchor):
-    """LeCam regularisation per example (Tseng et al. 2021, "Regularizing Generative Adversarial
-    Networks under Limited Data"): relu(D(x) - anchor_fake)^2 + relu(anchor_real - D(G(z)))^2,
-    the anchors being moving averages of D's mean logits (google/lecam-gan biggan_cifar/losses.py
-    lines 19-22). Its mean over a batch is the source's sum of the two means."""
-    real_logits, fake_logits = tf.cast(real_logits, tf.float32), tf.cast(fake_logits, tf.float32)
-    return tf.square(tf.nn.relu(real_logits - fake_anchor)) + tf.square(tf.nn.relu(real_anchor - fake_logits))
-
-
 def z_prediction_loss(z, predicted_z):
     """Mean squared error between z and the z-predictor's estimate, per example (IllustrationGAN)."""
     return tf.reduce_mean(tf.square(tf.cast(predicted_z, tf.float32) - tf.cast(z, tf.float32)), axis=-1)

@@ -43,7 +43,6 @@ def test_minimax_objective_smooths_and_swaps_labels_as_configured():
     [
         ("fast", {}, []),
         ("fast", {"r1_gamma": 10.0}, [("r1_penalty", 5.0)]),
-        ("fast", {"lecam_weight": 0.3}, [("lecam", 0.3)]),
         ("wgan", {"gp_weight": 10.0, "clip_weights": 0.0}, [("gradient_penalty", 10.0)]),
         ("illustration", {}, []),  # the z-prediction loss has a step of its own, not a term
     ],
@@ -62,22 +61,3 @@ def test_r1_term_reads_the_input_gradients_of_the_forward_pass():
     (term,) = terms.make_terms(config_lib.resolve("fast", {"r1_gamma": 2.0}))
     assert term.needs_real_gradients
     np.testing.assert_allclose(term.per_example(forward, None), np.square(gradients.numpy()).sum(axis=(1, 2, 3)))
-
-
-def test_lecam_follows_its_anchors_and_acts_only_after_its_start():
-    term = terms.LeCam(0.3, decay=0.9, start=2)
-    forward = terms.Forward(
-        fake=tf.zeros([2, 2, 2, 3]), real=tf.zeros([2, 2, 2, 3]), real_scores=tf.constant([2.0, -1.0]),
-        fake_scores=tf.constant([-3.0, 1.0]), real_gradients=None, seed=lambda salt: tf.constant([0, salt], tf.int64),
-    )
-    assert np.all(term.per_example(forward, None).numpy() == 0)  # not before `start` steps
-    step = tf.Variable(0, dtype=tf.int64)
-    term.observe({"lecam_real_logit": 1.0, "lecam_fake_logit": -2.0}, step)  # follows the batch exactly at first
-    step.assign(1)
-    term.observe({"lecam_real_logit": 0.5, "lecam_fake_logit": -1.0}, step)
-    assert (term.real_anchor.numpy(), term.fake_anchor.numpy()) == (0.5, -1.0)
-    # relu(real - fake anchor)^2 + relu(real anchor - fake)^2, per example
-    np.testing.assert_allclose(term.per_example(forward, None), [3.0**2 + 3.5**2, 0.0 + 0.0])
-    step.assign(2)
-    term.observe({"lecam_real_logit": 1.5, "lecam_fake_logit": 0.0}, step)  # from `start` on, a moving average
-    np.testing.assert_allclose([term.real_anchor.numpy(), term.fake_anchor.numpy()], [0.6, -0.9], rtol=1e-6)

@@ -70,6 +70,7 @@ class GANTrainer:
             raise ValueError('precision "auto" is chosen by training.train (training/precision.py); give a policy here')
         keras.mixed_precision.set_global_policy(config.precision)
         self.objective = objectives.make_objective(t)
+        self.terms = terms.make_terms(config)
         self.simultaneous = t.update_order == "simultaneous"
         # Whether a step can leave G out (n_critic, boosts): only then is G's phase built under a condition.
         self._g_may_skip = t.n_critic > 1 or t.balance == "boost"
@@ -80,7 +81,6 @@ class GANTrainer:
         )
         keras.utils.set_random_seed(config.seed)  # the initial weights follow the run's seed
         with strategy.scope():
-            self.terms = terms.make_terms(config)
             self.networks = build_networks(config.model)
             self.ema = None
             if t.ema_kimg > 0:
@@ -104,7 +104,6 @@ class GANTrainer:
             generator=self.generator, discriminator=self.discriminator, g_optimizer=self.g_optimizer,
             d_optimizer=self.d_optimizer, step=self.step, epoch=self.epoch,
             **self.regime.checkpoint_items(), **self.augmenter.checkpoint_items(),
-            **{name: item for term in self.terms for name, item in term.checkpoint_items().items()},
         )
         if self.z_predictor is not None:
             parts.update(z_predictor=self.z_predictor, zpred_optimizer=self.zpred_optimizer)
@@ -146,7 +145,7 @@ class GANTrainer:
     def metric_names(self) -> tuple[str, ...]:
         """The metrics a step returns (summed over a call by `train_steps`)."""
         t = self.config.training
-        names = ["d_loss", *(name for term in self.terms for name in (term.name, *term.statistic_names)), "d_real", "d_fake", "g_loss", "d_updates",
+        names = ["d_loss", *(term.name for term in self.terms), "d_real", "d_fake", "g_loss", "d_updates",
                  "g_updates", "labels_swapped"]
         names += ["real_sign"] if self.augmenter.adaptive else []
         names += [] if self.simultaneous else ["g_measured"]
@@ -182,8 +181,6 @@ class GANTrainer:
             metrics["zpred_loss"] = self._z_prediction_update()
         if self.augmenter.adaptive:
             self.augmenter.adapt(metrics["real_sign"], self.step)
-        for term in self.terms:
-            term.observe(metrics, self.step)
         self.step.assign_add(1)
         metrics["labels_swapped"] = tf.cast(plan.swap_labels, tf.float32)
         return metrics
@@ -381,7 +378,6 @@ class GANTrainer:
         for term in self.terms:
             metrics[term.name] = self._average(term.per_example(forward, self.networks))
             total += term.weight * metrics[term.name]
-            metrics.update({name: self._average(value) for name, value in term.statistics(forward).items()})
         metrics["d_real"] = self._average(tf.stop_gradient(self.objective.display(real_scores)))
         metrics["d_fake"] = self._average(tf.stop_gradient(self.objective.display(fake_scores)))
         if self.augmenter.adaptive:
