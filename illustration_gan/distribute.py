@@ -10,7 +10,7 @@
   multi-worker guide prescribes.
 
 The global batch size stays what `--batch_size` says and is split evenly across
-replicas; the learning rate is not rescaled (see README, "Scaling out").
+replicas; the learning rate is not rescaled (see README, "Speed and scaling").
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-POLICIES = ("color", "translation", "cutout")
+from illustration_gan.config import AUGMENTATIONS as POLICIES
 # stylegan2-ada lets p move by 1 per 500k images over runs of ~25M; a 20-minute CPU run sees ~0.25M.
 ADA_KIMG = 100
 ADA_INTERVAL = 256  # images between adjustments (stylegan2-ada: 4 batches of 64)

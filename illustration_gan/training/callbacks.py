@@ -7,7 +7,7 @@ record)`, `on_stop(trainer, step)` when training stops inside an epoch (--max_mi
 or a signal; after the step's checkpoint) and `on_train_end(trainer)`; a callback
 implements only the hooks it needs. `on_epoch_end` callbacks run in list order
 and may add keys to `record` before `StatsRecord` writes it to stats.jsonl.
-`default_callbacks` builds the run folder's standard set (README, "A run folder").
+`default_callbacks` builds the run folder's standard set (README, "The run folder, resuming, generating").
 """
 
 from __future__ import annotations
