@@ -9,9 +9,9 @@ import pytest
 import tensorflow as tf
 
 from illustration_gan import config as config_lib
-from illustration_gan import losses
+from illustration_gan.training import losses
 from illustration_gan.training import GANTrainer
-from illustration_gan.training.step import Z_SALT
+from illustration_gan.training.seeds import Z as Z_SALT
 
 TINY = dict(image_size=32, g_width=4, d_width=4, z_dim=8, batch_size=8)
 REAL = tf.random.stateless_uniform([8, 32, 32, 3], [1, 2], -1, 1)
@@ -92,7 +92,7 @@ def test_the_monitored_rule_remembers_this_steps_g_loss_for_the_next():
     iterator = iter(tf.data.Dataset.from_tensors(REAL).repeat())
     first = trainer.train_step(iterator)
     assert float(first["d_updates"]) == 1.0  # the first step always updates D
-    assert float(trainer.regime.previous_g_loss.numpy()) == pytest.approx(float(first["g_loss"]))
+    assert float(trainer.regime.gate.previous_g_loss.numpy()) == pytest.approx(float(first["g_loss"]))
     second = trainer.train_step(iterator)
     assert float(second["d_updates"]) == 0.0  # D's loss is below 100 x the previous G loss
     assert trainer.train_step.experimental_get_tracing_count() == 1

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from illustration_gan import losses
+from illustration_gan.training import losses
 from illustration_gan.config import TrainingConfig
 
 
