@@ -157,8 +157,9 @@ class UpdateRule:
     def d_then_g(self, t, real):
         """D's update, then G's (or both with one G forward); the metrics and D's fakes."""
         if t.reuses_g_forward:
-            return t.d_and_g_one_forward(real, lambda fake: self.update_d(t, real, fake=fake)[0])
+            return t.d_and_g_one_forward(real, lambda fake: self.predict_z(t, self.update_d(t, real, fake=fake)[0]))
         metrics, fake = self.update_d(t, real)
+        self.predict_z(t, metrics)
         g = self.update_g(t, self.g_salt, when=self.g_turn(t.step) if self.g_may_skip else None)
         metrics.update(g_loss=g["g_loss"], g_updates=g["g_updates"], g_measured=g["g_updates"])
         return metrics, fake
@@ -182,6 +183,12 @@ class UpdateRule:
         if when is None:
             return update()
         return tf.cond(when, update, lambda: {"g_loss": tf.constant(0.0), "g_updates": tf.constant(0.0)})
+
+    def predict_z(self, t, metrics) -> dict:
+        """IllustrationGAN's z-prediction step, right after D's (`z_prediction`), where the run has one."""
+        if t.z_prediction is not None:
+            metrics["zpred_loss"] = t.z_prediction.update(t)
+        return metrics
 
     def g_turn(self, step):
         """n_critic (training_wgan.py line 36): G on iterations 0, n, 2n, ..."""
@@ -207,6 +214,7 @@ class Simultaneous(UpdateRule):
         allowed = self.gate.allows(metrics["d_loss"], t.step) if self.gate else tf.constant(True)
         metrics["d_updates"] = tf.cast(tf.cond(allowed, lambda: t.apply_d(d_grads), _false), tf.float32)
         metrics["g_updates"] = tf.cast(tf.cond(self.g_turn(t.step), lambda: t.apply_g(g_grads), _false), tf.float32)
+        self.predict_z(t, metrics)
         self.record(metrics)
         return metrics
 
@@ -256,6 +264,7 @@ class Boost(UpdateRule):
         extra_d = tf.cond(decided.d_updates > 1,
                           lambda: self.update_d(t, real, salt=seeds.BOOST_D)[0]["d_updates"], _zero)
         metrics, _ = self.update_d(t, real, decided.swap_labels, when=decided.d_updates > 0)
+        self.predict_z(t, metrics)  # no source boosts with a z-predictor: after the step's own D update
         metrics["d_updates"] += extra_d
         first = self.update_g(t, self.g_salt, when=decided.g_updates > 0)
         second = tf.cond(decided.g_updates > 1, lambda: self.update_g(t, seeds.SECOND_G)["g_updates"], _zero)

@@ -16,9 +16,8 @@ needs, so G's forward runs twice there.
 
 Every source trains D first and G against the updated D (the PyTorch DCGAN
 tutorial; tdrussell/IllustrationGAN train.py lines 107-127; jhayes14/GAN train.py
-lines 111-117; Edouard99/GAN Trainings/*.py). IllustrationGAN's z-predictor has
-its own step (train.py lines 125-127, model.py lines 170-172): fresh z, the MSE of
-the predicted z, its own Adam over G's fully connected layers and the predictor.
+lines 111-117; Edouard99/GAN Trainings/*.py); IllustrationGAN's z-prediction step
+(`z_prediction`) runs between them.
 Every z comes from a stateless seed (`seeds`): a resumed run draws what an
 uninterrupted one would.
 """
@@ -31,9 +30,10 @@ import tensorflow as tf
 from illustration_gan.config import Config
 from illustration_gan.distribute import first_copy, replica_id
 from illustration_gan.networks import build_networks
-from illustration_gan.training import augment, losses, objectives, regimes, seeds, terms
+from illustration_gan.training import augment, objectives, regimes, seeds, terms
 from illustration_gan.training.ema import GeneratorEMA
 from illustration_gan.training.optimizers import make_optimizer
+from illustration_gan.training.z_prediction import ZPrediction
 
 
 class GANTrainer:
@@ -52,7 +52,6 @@ class GANTrainer:
         with strategy.scope():
             self.networks = build_networks(config.model)
             self.generator, self.discriminator = self.networks.generator, self.networks.discriminator
-            self.z_predictor = self.networks.z_predictor
             self.ema = None
             if t.ema_kimg > 0:
                 self.ema = GeneratorEMA(build_networks(config.model).generator, self.generator, t.ema_kimg, t.batch_size)
@@ -60,13 +59,9 @@ class GANTrainer:
             self.d_optimizer = make_optimizer(t.optimizer, t.d_lr, t, config.precision)
             self.g_optimizer.build(self.generator.trainable_variables)
             self.d_optimizer.build(self.discriminator.trainable_variables)
-            self.zpred_optimizer = None
-            if self.z_predictor is not None:  # IllustrationGAN's own Adam for the z-prediction step
-                # What the z-prediction step trains: G's fully connected layers and the predictor.
-                self.zpred_variables = (self.generator.fully_connected.trainable_variables
-                                        + self.z_predictor.trainable_variables)
-                self.zpred_optimizer = make_optimizer("adam", t.g_lr, t, config.precision)
-                self.zpred_optimizer.build(self.zpred_variables)
+            self.z_prediction = None
+            if self.networks.z_predictor is not None:
+                self.z_prediction = ZPrediction(self.generator, self.networks.z_predictor, t, config.precision)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
             # Wall-clock seconds of training in all parts of the run, so --max_minutes spans resumes.
@@ -81,8 +76,8 @@ class GANTrainer:
             d_optimizer=self.d_optimizer, step=self.step, epoch=self.epoch,
             **self.regime.checkpoint_items(), **self.augmenter.checkpoint_items(),
         )
-        if self.z_predictor is not None:
-            parts.update(z_predictor=self.z_predictor, zpred_optimizer=self.zpred_optimizer)
+        if self.z_prediction is not None:
+            parts.update(self.z_prediction.checkpoint_items())
         if self.ema is not None:
             parts["ema_generator"] = self.ema.generator
         # A run written before 2026-12-07 has no trained_seconds: it resumes with the minutes counted from 0.
@@ -107,7 +102,7 @@ class GANTrainer:
                  "g_updates", "labels_swapped"]
         names += ["real_sign"] if self.augmenter.adaptive else []
         names += list(self.regime.metric_names)
-        names += ["zpred_loss"] if self.z_predictor is not None else []
+        names += ["zpred_loss"] if self.z_prediction is not None else []
         return tuple(names)
 
     # -- the compiled step ---------------------------------------------------
@@ -131,10 +126,6 @@ class GANTrainer:
     def _train_step(self, iterator):
         real = next(iterator)
         metrics = self.regime.step(self, real)
-        if self.z_predictor is not None:
-            update = self.z_prediction_update
-            metrics["zpred_loss"] = (tf.cond(metrics["g_updates"] > 0, update, lambda: tf.constant(0.0))
-                                     if self.regime.g_may_skip else update())
         if self.augmenter.adaptive:
             self.augmenter.adapt(metrics["real_sign"], self.step)
         self.step.assign_add(1)
@@ -217,7 +208,7 @@ class GANTrainer:
                 fake = self.generator(z, training=True)
                 metrics, d_total = self._d_losses(real, fake, False, replica, keep_fake_scores=True)
                 fake_scores = metrics.pop("fake_scores")
-                metrics["g_loss"] = self._average(self.objective.generator_loss(fake_scores))
+                metrics["g_loss"] = self.average(self.objective.generator_loss(fake_scores))
                 d_scaled, g_scaled = _scaled(self.d_optimizer, d_total), _scaled(self.g_optimizer, metrics["g_loss"])
             d_grads = tape.gradient(d_scaled, self.discriminator.trainable_variables)
             g_grads = tape.gradient(g_scaled, self.generator.trainable_variables)
@@ -227,25 +218,9 @@ class GANTrainer:
 
         return first_copy(self.strategy, self.strategy.run(replica_fn, args=(real,)))
 
-    def z_prediction_update(self):
-        """IllustrationGAN's z-prediction step: fresh z through G's FC layers and the predictor."""
-
-        def replica_fn():
-            z = self.generator.sample_latents(self.local_batch, self.seed(seeds.ZPRED, replica_id()))
-            with tf.GradientTape() as tape:
-                features = self.generator.fully_connected(z, training=True)
-                loss = self._average(losses.z_prediction_loss(z, self.z_predictor(features, training=True)))
-                scaled = _scaled(self.zpred_optimizer, loss)
-            grads = tape.gradient(scaled, self.zpred_variables)
-            return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, (loss, grads))
-
-        loss, grads = first_copy(self.strategy, self.strategy.run(replica_fn))
-        self.zpred_optimizer.apply(grads, self.zpred_variables)
-        return loss
-
     # -- what each replica computes ------------------------------------------
 
-    def _average(self, per_example):
+    def average(self, per_example):
         """A per-example loss as this replica's share of the global batch mean (so all-reduce SUM is the mean)."""
         batch = self.config.training.batch_size
         return tf.nn.compute_average_loss(tf.cast(per_example, tf.float32), global_batch_size=batch)
@@ -253,7 +228,7 @@ class GANTrainer:
     def _g_loss(self, fake, replica):
         """G's loss from the current D on the augmented fakes (as D saw them), and its scaled form."""
         fake_in = self.augmenter(fake, self.seed(seeds.AUGMENT_FAKE, replica))
-        g_loss = self._average(self.objective.generator_loss(self.discriminator(fake_in, training=True)))
+        g_loss = self.average(self.objective.generator_loss(self.discriminator(fake_in, training=True)))
         return g_loss, _scaled(self.g_optimizer, g_loss)
 
     def _d_losses(self, real, fake, swap, replica, keep_fake_scores=False):
@@ -267,15 +242,15 @@ class GANTrainer:
             real_gradients=real_gradients,
             seed=lambda salt: self.seed(salt, replica),
         )
-        d_loss = self._average(self.objective.discriminator_loss(real_scores, fake_scores, swap))
+        d_loss = self.average(self.objective.discriminator_loss(real_scores, fake_scores, swap))
         metrics, total = {"d_loss": d_loss}, d_loss
         for term in self.terms:
-            metrics[term.name] = self._average(term.per_example(forward, self.networks))
+            metrics[term.name] = self.average(term.per_example(forward, self.networks))
             total += term.weight * metrics[term.name]
-        metrics["d_real"] = self._average(tf.stop_gradient(self.objective.display(real_scores)))
-        metrics["d_fake"] = self._average(tf.stop_gradient(self.objective.display(fake_scores)))
+        metrics["d_real"] = self.average(tf.stop_gradient(self.objective.display(real_scores)))
+        metrics["d_fake"] = self.average(tf.stop_gradient(self.objective.display(fake_scores)))
         if self.augmenter.adaptive:
-            metrics["real_sign"] = self._average(tf.sign(tf.stop_gradient(real_scores)))  # ADA's r_t
+            metrics["real_sign"] = self.average(tf.sign(tf.stop_gradient(real_scores)))  # ADA's r_t
         if keep_fake_scores:
             metrics["fake_scores"] = fake_scores
         return metrics, total
