@@ -89,6 +89,8 @@ flags.DEFINE_string("output", "", "Output of generate ('' = a new generated-NNN/
 flags.DEFINE_string("checkpoint", "", "Generate from this checkpoint (prefix or checkpoints/ folder) instead of "
                     "generator.keras.")
 flags.DEFINE_bool("overwrite", False, "Allow generate to replace existing files.")
+flags.DEFINE_bool("best", False, "generate and serve: the generator of the lowest FID (generator-best.keras, kept "
+                  "by training with --fid_every) instead of the newest.")
 # Evaluate
 flags.DEFINE_string("compare_path", "", "evaluate: compare this image folder with --path instead of a generator.")
 flags.DEFINE_integer("num_samples", 5000, "Generated images per evaluation (part of the metric name: fid5k).",
@@ -131,7 +133,7 @@ def _train_groups() -> dict[str, str]:
 HELP_GROUPS = {
     "train": _train_groups(),
     "generate": {
-        "which generator": "run_dir checkpoint run_root",
+        "which generator": "run_dir checkpoint best run_root",
         "images": "img_num seed output overwrite verbose",
     },
     "evaluate": {
@@ -142,7 +144,7 @@ HELP_GROUPS = {
         "nearest-neighbour check": "run_dir run_root path output seed fid_weights verbose",
     },
     "serve": {
-        "web page": "run_dir run_root path host port verbose",
+        "web page": "run_dir run_root best path host port verbose",
     },
 }
 ENVIRONMENT = {
@@ -234,9 +236,12 @@ def run_train():
 
 
 def run_generate():
-    from illustration_gan import generate, run_folder
+    from illustration_gan import UserError, generate, run_folder
 
-    sampler = generate.load_sampler(FLAGS.run_dir, FLAGS.checkpoint, FLAGS.run_root)
+    if FLAGS.best and FLAGS.checkpoint:
+        raise UserError("--best and --checkpoint both name a generator: pass one (the best one's checkpoint is "
+                        f"RUN/{run_folder.BEST_CHECKPOINT_DIR})")
+    sampler = generate.load_sampler(FLAGS.run_dir, FLAGS.checkpoint, FLAGS.run_root, best=FLAGS.best)
     if FLAGS.output:
         output = FLAGS.output
     else:
@@ -305,7 +310,7 @@ def run_serve():
     from illustration_gan import run_folder, serve
 
     run_dir = run_folder.resolve_run_dir(FLAGS.run_dir, FLAGS.run_root)
-    serve.serve(run_dir, FLAGS.path or None, host=FLAGS.host, port=FLAGS.port)
+    serve.serve(run_dir, FLAGS.path or None, host=FLAGS.host, port=FLAGS.port, best=FLAGS.best)
     return 0
 
 

@@ -53,14 +53,17 @@ class Sampler:
         return self.images_from_latents(self.latents(n, seed))
 
 
-def load_sampler(run_dir: str = "", checkpoint: str = "", run_root: str = "runs") -> Sampler:
-    """From `generator.keras` of a run, or from a training checkpoint."""
+def load_sampler(run_dir: str = "", checkpoint: str = "", run_root: str = "runs", best: bool = False) -> Sampler:
+    """From `generator.keras` of a run (`best`: generator-best.keras), or from a training checkpoint."""
     if checkpoint:
         return Sampler(_generator_from_checkpoint(checkpoint))
     run_dir = run_folder.resolve_run_dir(run_dir, run_root)
-    path = os.path.join(run_dir, run_folder.GENERATOR_FILE)
+    name = run_folder.BEST_GENERATOR_FILE if best else run_folder.GENERATOR_FILE
+    path = os.path.join(run_dir, name)
+    if best and not os.path.exists(path):
+        raise UserError(f"{run_dir} has no {name}: it is kept by training with --fid_every N")
     if not os.path.exists(path):
-        raise UserError(f"{run_dir} has no {run_folder.GENERATOR_FILE} yet (it is written at the end of each epoch and where training stops)")
+        raise UserError(f"{run_dir} has no {name} yet (it is written at the end of each epoch and where training stops)")
     import illustration_gan.networks  # noqa: F401  (registers the custom classes)
 
     return Sampler(keras.saving.load_model(path, compile=False))

@@ -4,7 +4,8 @@ The loop calls `on_train_begin`, `on_steps_begin(step)` and `on_steps_end(step, 
 means)` around each call of the compiled step (which runs `steps` steps, about a
 second's worth; `means` are their metrics' means), `on_epoch_end(trainer, epoch,
 record)`, `on_stop(trainer, step)` when training stops inside an epoch (--max_minutes
-or a signal; after the step's checkpoint) and `on_train_end(trainer)`; a callback
+or a signal; after the step's checkpoint), `on_checkpoint(trainer, epoch, prefix)`
+after an epoch's checkpoint and `on_train_end(trainer)`; a callback
 implements only the hooks it needs. `on_epoch_end` callbacks run in list order
 and may add keys to `record` before `StatsRecord` writes it to stats.jsonl.
 `default_callbacks` builds the run folder's standard set (README, "The run folder, resuming, generating").
@@ -24,6 +25,9 @@ from illustration_gan.training import seeds
 
 
 class Callback:
+    """The base of every callback: `loop.train` takes only instances of it, and calls each hook
+    on every callback in list order; a subclass overrides the hooks it needs."""
+
     def on_train_begin(self, trainer) -> None:
         pass
 
@@ -38,6 +42,9 @@ class Callback:
 
     def on_stop(self, trainer, step: int) -> None:
         pass
+
+    def on_checkpoint(self, trainer, epoch: int, prefix: str) -> None:
+        """After the epoch's checkpoint `prefix` is written (the counters have advanced)."""
 
     def on_train_end(self, trainer) -> None:
         pass

@@ -31,7 +31,7 @@ from absl import logging
 from illustration_gan import UserError, data, distribute, run_folder
 from illustration_gan.config import Config
 from illustration_gan.training import precision
-from illustration_gan.training.callbacks import Log, default_callbacks
+from illustration_gan.training.callbacks import Callback, Log, default_callbacks
 from illustration_gan.training.step import GANTrainer
 
 COUNTS = ("d_updates", "g_updates", "labels_swapped")  # summed over an epoch; every other metric is averaged
@@ -63,6 +63,9 @@ def train(
     `callbacks` (e.g. `evaluation.FIDMonitor`) run on the chief after the epoch's grid and
     generator are written and before its stats line, to which they may add keys.
     """
+    for callback in callbacks or []:
+        if not isinstance(callback, Callback):
+            raise TypeError(f"{callback!r} is not a training.Callback: subclass it and override the hooks it needs")
     chief = distribute.is_chief(strategy)
     out_dir = distribute.write_dir(run_dir, strategy)
     steps_per_epoch = steps_per_epoch_of(source.num_images, config.training.batch_size, strategy)
@@ -125,7 +128,9 @@ def train(
                     hook.on_epoch_end(trainer, epoch, record)
                 trainer.epoch.assign(epoch)
                 trainer.trained_seconds.assign(trained())
-                manager.save(checkpoint_number=step)  # last: the counters advance once the epoch's files exist
+                prefix = manager.save(checkpoint_number=step)  # last: the counters advance once the epoch's files exist
+                for hook in hooks:
+                    hook.on_checkpoint(trainer, epoch, prefix)
             if should_stop():
                 stopped_early = epoch < config.epochs
                 break

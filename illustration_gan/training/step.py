@@ -52,16 +52,14 @@ class GANTrainer:
         with strategy.scope():
             self.networks = build_networks(config.model)
             self.generator, self.discriminator = self.networks.generator, self.networks.discriminator
-            self.ema = None
-            if t.ema_kimg > 0:
-                self.ema = GeneratorEMA(build_networks(config.model).generator, self.generator, t.ema_kimg, t.batch_size)
-            self.g_optimizer = make_optimizer(t.optimizer, t.g_lr, t, config.precision)
-            self.d_optimizer = make_optimizer(t.optimizer, t.d_lr, t, config.precision)
+            self.ema = (GeneratorEMA(build_networks(config.model).generator, self.generator, t.ema_kimg, t.batch_size)
+                        if t.ema_kimg > 0 else None)
+            self.g_optimizer, self.d_optimizer = (make_optimizer(t.optimizer, rate, t, config.precision)
+                                                  for rate in (t.g_lr, t.d_lr))
             self.g_optimizer.build(self.generator.trainable_variables)
             self.d_optimizer.build(self.discriminator.trainable_variables)
-            self.z_prediction = None
-            if self.networks.z_predictor is not None:
-                self.z_prediction = ZPrediction(self.generator, self.networks.z_predictor, t, config.precision)
+            self.z_prediction = (ZPrediction(self.generator, self.networks.z_predictor, t, config.precision)
+                                 if self.networks.z_predictor is not None else None)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
             # Wall-clock seconds of training in all parts of the run, so --max_minutes spans resumes.
@@ -71,15 +69,11 @@ class GANTrainer:
         # Constructed outside any strategy's scope with the default strategy: one replica, no merge_call.
         default_strategy = not tf.distribute.has_strategy() and strategy is tf.distribute.get_strategy()
         self.reuses_g_forward = default_strategy and self.regime.shares_g_forward
-        parts = dict(
-            generator=self.generator, discriminator=self.discriminator, g_optimizer=self.g_optimizer,
-            d_optimizer=self.d_optimizer, step=self.step, epoch=self.epoch,
-            **self.regime.checkpoint_items(), **self.augmenter.checkpoint_items(),
-        )
-        if self.z_prediction is not None:
-            parts.update(self.z_prediction.checkpoint_items())
-        if self.ema is not None:
-            parts["ema_generator"] = self.ema.generator
+        parts = dict(generator=self.generator, discriminator=self.discriminator, g_optimizer=self.g_optimizer,
+                     d_optimizer=self.d_optimizer, step=self.step, epoch=self.epoch,
+                     **self.regime.checkpoint_items(), **self.augmenter.checkpoint_items(),
+                     **(self.z_prediction.checkpoint_items() if self.z_prediction else {}),
+                     **({"ema_generator": self.ema.generator} if self.ema else {}))
         # A run written before 2026-12-07 has no trained_seconds: it resumes with the minutes counted from 0.
         self.checkpoint_before_seconds = tf.train.Checkpoint(**parts)
         self.checkpoint = tf.train.Checkpoint(**parts, trained_seconds=self.trained_seconds)
@@ -98,14 +92,9 @@ class GANTrainer:
     @property
     def metric_names(self) -> tuple[str, ...]:
         """The metrics a step returns (summed over a call by `train_steps`)."""
-        names = ["d_loss", *(term.name for term in self.terms), "d_real", "d_fake", "g_loss", "d_updates",
-                 "g_updates", "labels_swapped"]
-        names += ["real_sign"] if self.augmenter.adaptive else []
-        names += list(self.regime.metric_names)
-        names += ["zpred_loss"] if self.z_prediction is not None else []
-        return tuple(names)
-
-    # -- the compiled step ---------------------------------------------------
+        return ("d_loss", *(term.name for term in self.terms), "d_real", "d_fake", "g_loss", "d_updates", "g_updates",
+                "labels_swapped", *(["real_sign"] if self.augmenter.adaptive else []), *self.regime.metric_names,
+                *(["zpred_loss"] if self.z_prediction is not None else []))
 
     def _train_steps(self, iterator, count):
         """Up to `count` steps in one call, as Keras' `steps_per_execution`: the sums of their
