@@ -212,3 +212,64 @@ def test_training_times_thread_pools_in_children_logs_quietly_skips_large_images
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "child process" not in resumed.stdout and "epoch 2/2" in resumed.stdout
     assert f"thread pools: {timed['threads']} (intra-op, inter-op threads; as this run was timed)" in resumed.stdout
+
+
+def _other_value(field, current):
+    """A valid value of a config flag other than `current`, from its metadata."""
+    meta = field.metadata
+    if isinstance(current, bool):
+        return not current
+    if meta["choices"]:
+        return next(c for c in meta["choices"] if c != current)
+    if isinstance(current, int):
+        return current + 1 if meta["upper"] is None or current < meta["upper"] else current - 1
+    if isinstance(current, float):
+        return (current + 1.0) / 2 if meta["upper"] == 1 else current + 0.5
+    return "translation" if field.name in ("augment", "ada_augment") else f"{current}x"
+
+
+def test_every_config_flag_reaches_its_field_through_the_command_line():
+    """The flags generated from config.py's fields (each option written once): each, parsed from a
+    command line with another value than its preset's, changes that field of the resolved config
+    (under the first preset that admits the value), and bad values are refused with one line by the
+    bounds and enums of its metadata."""
+    from absl import flags
+
+    from illustration_gan import cli
+    from illustration_gan import config as config_lib
+
+    special = {"augment": "translation", "ada_augment": "color", "precision": "mixed_bfloat16"}
+    try:
+        for field in config_lib.flag_fields():
+            for preset in ("dcgan", "illustration", "wgan"):
+                base = config_lib.flat(config_lib.resolve(preset, {}))
+                value = special.get(field.name, _other_value(field, base[field.name]))
+                arg = (f"--{field.name}" if value is True else f"--no{field.name}" if value is False
+                       else f"--{field.name}={value}")
+                flags.FLAGS.unparse_flags()
+                flags.FLAGS(["train.py", f"--model={preset}", "--path=faces/", arg])
+                try:
+                    config = cli.resolved_config()
+                except config_lib.UserError:
+                    continue  # a value this preset refuses (e.g. the z-predictor outside IllustrationGAN)
+                assert config_lib.flat(config)[field.name] == value, arg
+                break
+            else:
+                raise AssertionError(f"no preset accepts {arg}")
+    finally:
+        flags.FLAGS.unparse_flags()
+    for bad in ("--seed=-1", "--image_size=48", "--loss=l2", "--lr_decay=2", "--batch_size=0"):
+        refused = console("train", "--dry_run", bad)
+        assert refused.returncode != 0 and bad.split("=")[0] in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_train_help_shows_the_values_of_the_preset_it_names():
+    fast, dcgan = console("train", "--help"), console("train", "--model", "dcgan", "--help")
+    assert fast.returncode == 0 and dcgan.returncode == 0
+    assert "--batch_size=8\n" in fast.stdout and "--g_lr=0.0004\n" in fast.stdout
+    assert "--batch_size=64\n" in dcgan.stdout and "--g_lr=0.0002\n" in dcgan.stdout
+    assert "--model dcgan trains with" in dcgan.stdout
+    by_type = train_py("--TYPE", "train", "--model", "illustration", "--help")
+    assert "--batch_size=32\n" in by_type.stdout and "--minibatch_kernels=100\n" in by_type.stdout
+    for text in (fast.stdout, by_type.stdout):
+        assert "README, " not in text  # the sections it once pointed to do not exist
