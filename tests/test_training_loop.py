@@ -304,3 +304,22 @@ def test_max_minutes_is_the_whole_runs_budget_across_a_resume(tmp_path, noise_fa
     training.train(_tiny(epochs=2), source, run_dir, strategy, resume=True)
     first, second = run_folder.read_jsonl(os.path.join(run_dir, "stats.jsonl"))
     assert second["training_minutes"] * 60 >= first["training_minutes"] * 60 + second["epoch_seconds"]
+
+
+def test_the_progress_line_times_the_calls_after_the_compiling_one(monkeypatch, capsys):
+    """The run's first call traces and compiles the step: its seconds do not enter the time left
+    (the first line once said "epoch left 1h10m" for a run of minutes)."""
+    from illustration_gan.training import callbacks
+
+    clock = [1000.0]
+    monkeypatch.setattr(callbacks.time, "time", lambda: clock[0])
+    progress = callbacks.Progress(callbacks.Log(None), epochs=1, steps_per_epoch=100, batch_size=8, deadline=1e12)
+    progress.interactive = True
+    means = {"d_loss": 1.0, "g_loss": 1.0}
+    for step, seconds in ((10, 60.0), (20, 1.0), (30, 1.0)):  # 10 steps a call: 60 s compiling, then 1 s
+        progress.on_steps_begin(step - 10)
+        clock[0] += seconds
+        progress.on_steps_end(step, 10, means)
+    first, *_, last = capsys.readouterr().out.split("\r")[1:]
+    assert "compiled the step in 60 s" in first and "left" not in first
+    assert "80 img/s" in last and "epoch left 0m07s" in last  # 70 steps at 10 a second

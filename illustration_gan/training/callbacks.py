@@ -192,22 +192,29 @@ class Progress(Callback):
         self.batch_size, self.deadline = batch_size, deadline
         self.interactive = sys.stdout.isatty()
         self.epoch_times: list[float] = []
-        self.epoch_started = time.time()
         self.steps_in_epoch = 0
+        # The run's first call traces and compiles the step: the rate counts the calls after it.
+        self.call_started, self.compiled = time.time(), False
+        self.timed_steps, self.timed_seconds = 0, 0.0
 
     def on_steps_begin(self, step):
-        if self.steps_in_epoch == 0:
-            self.epoch_started = time.time()
+        self.call_started = time.time()
 
     def on_steps_end(self, step, steps, means):
         self.steps_in_epoch += steps
+        seconds = time.time() - self.call_started
+        if self.compiled:
+            self.timed_steps, self.timed_seconds = self.timed_steps + steps, self.timed_seconds + seconds
+        self.compiled = True
         if not self.interactive:
             return
-        elapsed = max(time.time() - self.epoch_started, 1e-9)
         position = step % self.steps_per_epoch or self.steps_per_epoch
-        left = (self.steps_per_epoch - position) * elapsed / self.steps_in_epoch
-        print(f"\rstep {position}/{self.steps_per_epoch}  d {means['d_loss']:.3f}  g {means['g_loss']:.3f}  "
-              f"{self.steps_in_epoch * self.batch_size / elapsed:.0f} img/s  epoch left {format_seconds(left)}  ",
+        if self.timed_steps:
+            rate = self.timed_steps / max(self.timed_seconds, 1e-9)
+            pace = f"{rate * self.batch_size:.0f} img/s  epoch left {format_seconds((self.steps_per_epoch - position) / rate)}"
+        else:
+            pace = f"compiled the step in {seconds:.0f} s"
+        print(f"\rstep {position}/{self.steps_per_epoch}  d {means['d_loss']:.3f}  g {means['g_loss']:.3f}  {pace}  ",
               end="", flush=True)
 
     def on_epoch_end(self, trainer, epoch, record):
