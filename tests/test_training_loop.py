@@ -323,3 +323,38 @@ def test_the_progress_line_times_the_calls_after_the_compiling_one(monkeypatch, 
     first, *_, last = capsys.readouterr().out.split("\r")[1:]
     assert "compiled the step in 60 s" in first and "left" not in first
     assert "80 img/s" in last and "epoch left 0m07s" in last  # 70 steps at 10 a second
+
+
+class _CollapseAt(training.Callback):
+    """Forces a collapse at the end of epoch `epoch`: G's first layer stops reading z (its kernel
+    zeroed), so every z gives the same image, as in a mode collapse."""
+
+    def __init__(self, epoch: int, steps_per_epoch: int):
+        self.last_step = epoch * steps_per_epoch
+
+    def on_train_begin(self, trainer):
+        self.trainer = trainer
+
+    def on_steps_end(self, step, steps, means):
+        if step == self.last_step:
+            first_kernel = self.trainer.generator.trainable_variables[0]
+            first_kernel.assign(tf.zeros_like(first_kernel))
+
+
+def test_a_forced_collapse_rolls_back_to_the_last_good_epoch_and_halves_the_rates(tmp_path, noise_faces, capsys):
+    source = noise_faces(32)  # 4 steps per epoch at batch 8
+    run_dir = tmp_path / "run"
+    config = _tiny(epochs=3, update_order="alternating")
+    trainer = training.train(config, source, str(run_dir), tf.distribute.get_strategy(),
+                             callbacks=[_CollapseAt(3, 4)])
+    records = run_folder.read_jsonl(str(run_dir / "stats.jsonl"))
+    assert [r.get("rolled_back_to") for r in records] == [None, None, 2], [r["diversity"] for r in records]
+    assert records[2]["diversity"] < 0.25 * max(r["diversity"] for r in records[:2])
+    assert "a collapse: rolled back to epoch 2's networks and halved both learning rates" in capsys.readouterr().out
+    assert trainer.rate_factor == 0.5
+    assert float(trainer.g_optimizer.learning_rate.numpy()) == pytest.approx(config.training.g_lr / 2)
+    assert int(trainer.step.numpy()) == 12 and int(trainer.epoch.numpy()) == 3  # the counters went on
+    epoch2 = training.GANTrainer(config, tf.distribute.get_strategy())
+    epoch2.checkpoint.read(str(run_dir / "checkpoints" / "ckpt-8")).expect_partial()
+    for rolled_back, good in zip(trainer.generator.weights, epoch2.generator.weights, strict=True):
+        np.testing.assert_array_equal(np.asarray(rolled_back), np.asarray(good))

@@ -95,15 +95,67 @@ class LearningRateDecay(Callback):
         t = trainer.config.training
         self.decay, self.total_steps, self.max_minutes, self.deadline = t.lr_decay, total_steps, max_minutes, deadline
         self.rates = [(trainer.g_optimizer.learning_rate, t.g_lr), (trainer.d_optimizer.learning_rate, t.d_lr)]
+        self.trainer = trainer  # its rate_factor: CollapseGuard lowers it
 
     def on_steps_begin(self, step):
         by_time = 1.0 - (self.deadline - time.time()) / (self.max_minutes * 60) if self.max_minutes > 0 else 0.0
         scale = learning_rate_scale(max(step / self.total_steps, by_time), self.decay)
         for variable, base in self.rates:
-            variable.assign(base * scale)
+            variable.assign(base * scale * self.trainer.rate_factor)
 
     def on_epoch_end(self, trainer, epoch, record):
         record["g_lr"] = float(trainer.g_optimizer.learning_rate.numpy())
+
+
+def diversity(images) -> float:
+    """The root mean per-pixel variance over a set of images: 0 when all are the same (a collapse).
+    The mean squared distance between two of them is 2 N / (N - 1) times its square."""
+    images = np.asarray(images, np.float64).reshape(len(images), -1)
+    return float(np.sqrt(np.mean(np.var(images, axis=0))))
+
+
+class CollapseGuard(Callback):
+    """Rolls a collapsed generator back (issue 51; the dense-vs-conv cartoon-faces source restarted
+    collapsed runs from their last good checkpoint by hand). After each epoch it measures the
+    `diversity` of the sampling generator on 64 fixed z; when that falls below COLLAPSE_SHARE of the
+    highest seen, the networks, optimizers and regime state return to the last epoch that passed
+    (the counters go on), both learning rates are halved, and one line says so. The share is a
+    choice, not a measurement: a collapse to near-identical faces falls far below it."""
+
+    COLLAPSE_SHARE = 0.25
+    COUNT = 64
+
+    def __init__(self, trainer, log: Log):
+        self.log = log
+        self.z = trainer.generator.sample_latents(self.COUNT, tf.constant(seeds.FIXED_Z, tf.int64) + 1)
+        self.highest, self.good, self.good_epoch, self.healthy = 0.0, None, 0, True
+
+    def on_epoch_end(self, trainer, epoch, record):
+        value = diversity(trainer.sampling_generator(self.z, training=False))
+        record["diversity"] = value
+        self.healthy = value >= self.COLLAPSE_SHARE * self.highest
+        if self.healthy:
+            self.highest = max(self.highest, value)
+            return
+        if self.good is None or not tf.io.gfile.glob(self.good + ".index"):
+            self.log(f"epoch {epoch}: the samples' diversity fell to {value:.3f} (highest {self.highest:.3f}), a "
+                     f"collapse, and no earlier checkpoint is left to roll back to")
+            return
+        kept = {v.name: v.numpy() for v in (trainer.step, trainer.epoch, trainer.trained_seconds)}
+        trainer.checkpoint.read(self.good).expect_partial()
+        for variable in (trainer.step, trainer.epoch, trainer.trained_seconds):
+            variable.assign(kept[variable.name])
+        trainer.rate_factor /= 2
+        for optimizer in (trainer.g_optimizer, trainer.d_optimizer):
+            optimizer.learning_rate.assign(optimizer.learning_rate * 0.5)
+        record["rolled_back_to"] = self.good_epoch
+        self.log(f"epoch {epoch}: the samples' diversity fell to {value:.3f} (highest {self.highest:.3f}), a "
+                 f"collapse: rolled back to epoch {self.good_epoch}'s networks and halved both learning rates "
+                 f"(now x{trainer.rate_factor:g} of the run's)")
+
+    def on_checkpoint(self, trainer, epoch, prefix):
+        if self.healthy:
+            self.good, self.good_epoch = prefix, epoch
 
 
 class SampleGrid(Callback):
@@ -252,6 +304,7 @@ def default_callbacks(trainer, run_dir: str, out_dir: str, chief: bool, log: Log
     callbacks: list[Callback] = []
     if config.training.lr_decay > 0:
         callbacks.append(LearningRateDecay(trainer, config.epochs * steps_per_epoch, config.max_minutes, deadline))
+    callbacks.append(CollapseGuard(trainer, log))  # first: what the epoch writes is the rolled-back generator
     grid = SampleGrid(run_dir, trainer.generator, config.grid_size)
     if chief:
         callbacks.append(grid)

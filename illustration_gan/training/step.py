@@ -48,6 +48,7 @@ class GANTrainer:
         self.objective = objectives.make_objective(t)
         self.terms = terms.make_terms(config)
         self.local_batch = t.batch_size // strategy.num_replicas_in_sync
+        self.rate_factor = 1.0  # on the configured learning rates; halved by a collapse's roll-back
         keras.utils.set_random_seed(config.seed)  # the initial weights follow the run's seed
         with strategy.scope():
             self.networks = build_networks(config.model)
