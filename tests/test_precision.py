@@ -32,13 +32,14 @@ def test_auto_on_gpus_and_clusters_and_a_given_policy_is_kept():
     assert (given.policy, given.reason, given.threads) == ("float32", "given", precision.DEFAULT_THREADS)
 
 
-def test_one_thread_an_op_only_for_bfloat16_at_small_batches_on_two_cores():
+def test_one_thread_an_op_only_for_bfloat16_at_small_batches_on_two_cores_with_amx():
     one_op = (1, 2)
-    assert precision.choose(_fast(batch_size=8), cpu_flags=AVX512_BF16, cores=2, gpus=[]).threads == one_op
-    assert precision.choose(_fast(batch_size=4, precision="mixed_bfloat16"), cpu_flags=NO_BF16, cores=2,
+    assert precision.choose(_fast(batch_size=8), cpu_flags=AMX, cores=2, gpus=[]).threads == one_op
+    assert precision.choose(_fast(batch_size=4, precision="mixed_bfloat16"), cpu_flags=AMX, cores=2,
                             gpus=[]).threads == one_op  # a forced bfloat16 runs as fast as a chosen one
     for config, flags, cores in [(_fast(batch_size=64), AMX, 2),  # slower at batch 64
-                                 (_fast(batch_size=8), NO_BF16, 2),  # float32: no gain
+                                 (_fast(batch_size=8, precision="float32"), AMX, 2),  # no gain in float32
+                                 (_fast(batch_size=8), AVX512_BF16, 2),  # no gain without AMX
                                  (_fast(batch_size=8), AMX, 1), (_fast(batch_size=8), AMX, 8),  # not measured
                                  (_fast(batch_size=8, strategy="mirrored"), AMX, 2)]:
         assert precision.choose(config, cpu_flags=flags, cores=cores, gpus=[]).threads == precision.DEFAULT_THREADS

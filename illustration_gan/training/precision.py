@@ -15,14 +15,18 @@ Under `--strategy multiworker` auto means float32: every worker must run the sam
 the workers may be different machines.
 
 Thread pools: one thread an op and two ops at a time (TensorFlow's intra-op and inter-op pools
-at 1 and 2) ran `fast` at batch 8 in bfloat16 1.28x faster than the default pools on the Intel
-Xeon with AMX and 1.07x on the AMD EPYC, both with 2 cores; at batch 64, and at batch 8 in
-float32, it was slower or equal (BENCHMARKS.md, "Thread pools", both machines). So the rule
-takes them for bfloat16 at batches of 8 or less on the default strategy with exactly 2 usable
-cores, the only count measured; every other run keeps TensorFlow's pools. TensorFlow fixes its
-pools when it starts: `choose_threads` sets them before that (cli.py), and a resumed run keeps
-the pools it recorded. Until issue 48 both choices were timed in child processes before each
-new configuration's first step (docs/experiments.md, "Precision from CPU flags").
+at 1 and 2) ran `fast` at batch 8 in bfloat16 faster than the default pools on the Intel Xeon
+with AMX in every dedicated timing (1.28x, median of three alternating processes, each round
+faster; 1.14x in the profile), and slower or equal at batch 64 and in float32 (BENCHMARKS.md,
+"Thread pools" and "Profile of the small-batch step"). On the AMD EPYC without AMX the same
+experiment gave 1.07x (one round of three slower) and the one timing in a run 0.92x
+(docs/experiments.md, "Cutout on top of translation"): no gain to keep. So the rule takes
+those pools for bfloat16 at batches of 8 or less on a CPU with AMX, on the default strategy
+with exactly 2 usable cores (the only count measured); every other run keeps TensorFlow's
+pools. TensorFlow fixes its pools when it starts: `choose_threads` sets them before that
+(cli.py), and a resumed run keeps the pools it recorded. Until issue 48 both choices were
+timed in child processes before each new configuration's first step (docs/experiments.md,
+"Precision from CPU flags").
 """
 
 from __future__ import annotations
@@ -67,7 +71,8 @@ def choose(config, cpu_flags=None, cores: int | None = None, gpus=None) -> Choic
     if policy == "auto":
         policy, reason = _policy(config.strategy, flags, gpus)
     small = config.training.batch_size <= SMALL_BATCH
-    if policy == "mixed_bfloat16" and small and cores == MEASURED_CORES and config.strategy == "default" and not gpus:
+    measured = "amx_bf16" in flags and cores == MEASURED_CORES and config.strategy == "default" and not gpus
+    if policy == "mixed_bfloat16" and small and measured:
         return Choice(policy, SMALL_BATCH_THREADS, reason)
     return Choice(policy, DEFAULT_THREADS, reason)
 
@@ -91,7 +96,7 @@ def choose_threads(config, path: str, log, recorded: dict | None = None) -> tupl
     runs anything. `recorded` is a resumed run's `precision_auto` record, whose pools it keeps
     (records written before issue 48 name them differently and get the rule's). `path` is
     not read: the choice needs no images."""
-    threads, why = tuple(choose(config).threads), "bfloat16 at a small batch on 2 cores"
+    threads, why = tuple(choose(config).threads), "bfloat16 at a small batch on 2 cores with AMX"
     if recorded and isinstance(recorded.get("threads"), list) and len(recorded["threads"]) == 2:
         threads, why = tuple(recorded["threads"]), "as this run recorded"
     if threads == DEFAULT_THREADS:
