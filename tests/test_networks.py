@@ -84,7 +84,7 @@ def test_zpredictor_gradient_reaches_generator_fc_and_predictor_not_discriminato
                          minibatch_kernels=4, z_predictor=True)
     nets = build_networks(config)
     z = nets.generator.sample_latents(4, tf.constant([3, 4], tf.int64))
-    from illustration_gan.losses import z_prediction_loss
+    from illustration_gan.training.losses import z_prediction_loss
 
     variables = nets.generator.trainable_variables + nets.z_predictor.trainable_variables + nets.discriminator.trainable_variables
     with tf.GradientTape() as tape:

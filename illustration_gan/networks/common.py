@@ -89,6 +89,24 @@ class Discriminator(ConfiguredModel):
                            _SpectralNorm)
         return not any(isinstance(layer, batch_dependent) for layer in self._flatten_layers(include_self=False))
 
+    def score_pair(self, real, fake, real_gradients: bool = False):
+        """The training-mode scores of `real` and of `fake`, and (if asked) the gradient of the real
+        scores with respect to `real` (for R1). Where D scores each image alone, one call on both:
+        one larger batch runs faster on a CPU than two small ones, with the same scores and gradients."""
+        if self.scores_each_image_alone:
+            count = tf.shape(real)[0]
+            both = tf.concat([real, tf.cast(fake, real.dtype)], axis=0)
+            with tf.GradientTape(watch_accessed_variables=False) as tape:
+                tape.watch(both)
+                scores = self(both, training=True)
+                real_scores, fake_scores = scores[:count], scores[count:]
+            return real_scores, fake_scores, tape.gradient(real_scores, both)[:count] if real_gradients else None
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(real)
+            real_scores = self(real, training=True)
+        fake_scores = self(fake, training=True)
+        return real_scores, fake_scores, tape.gradient(real_scores, real) if real_gradients else None
+
     def _make_head(self):
         """Minibatch discrimination features (optional) and the final linear unit."""
         from illustration_gan.networks.layers import MinibatchDiscrimination, SpectralNormDense

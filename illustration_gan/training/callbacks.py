@@ -7,7 +7,7 @@ record)`, `on_stop(trainer, step)` when training stops inside an epoch (--max_mi
 or a signal; after the step's checkpoint) and `on_train_end(trainer)`; a callback
 implements only the hooks it needs. `on_epoch_end` callbacks run in list order
 and may add keys to `record` before `StatsRecord` writes it to stats.jsonl.
-`default_callbacks` builds the run folder's standard set (README, "A run folder").
+`default_callbacks` builds the run folder's standard set (README, "The run folder, resuming, generating").
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from illustration_gan import run_folder
+from illustration_gan import data, run_folder
+from illustration_gan.training import seeds
 
 
 class Callback:
@@ -99,14 +100,16 @@ class LearningRateDecay(Callback):
 
 
 class SampleGrid(Callback):
-    """fakes_NNNNNN.png: the sampling generator on the same fixed z after every epoch."""
+    """fakes_NNNNNN.png: the sampling generator on the same fixed z (`seeds.FIXED_Z`) after every epoch."""
 
-    def __init__(self, run_dir: str, fixed_z):
-        self.run_dir, self.fixed_z = run_dir, fixed_z
+    def __init__(self, run_dir: str, generator, count: int):
+        self.run_dir = run_dir
+        self.fixed_z = generator.sample_latents(count, tf.constant(seeds.FIXED_Z, tf.int64))
         self.grid = None
 
     def on_epoch_end(self, trainer, epoch, record):
-        self.grid = trainer.sample_grid(self.fixed_z)
+        images = trainer.sampling_generator(self.fixed_z, training=False)
+        self.grid = run_folder.image_grid(data.to_uint8(images))
         run_folder.save_png(os.path.join(self.run_dir, f"fakes_{epoch:06d}.png"), self.grid)
 
 
@@ -235,7 +238,7 @@ def default_callbacks(trainer, run_dir: str, out_dir: str, chief: bool, log: Log
     callbacks: list[Callback] = []
     if config.training.lr_decay > 0:
         callbacks.append(LearningRateDecay(trainer, config.epochs * steps_per_epoch, config.max_minutes, deadline))
-    grid = SampleGrid(run_dir, trainer.fixed_latents(config.grid_size))
+    grid = SampleGrid(run_dir, trainer.generator, config.grid_size)
     if chief:
         callbacks.append(grid)
     callbacks.append(SaveGenerator(out_dir))
