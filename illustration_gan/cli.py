@@ -150,8 +150,6 @@ HELP_GROUPS = {
 ENVIRONMENT = {
     "ILLUSTRATION_GAN_FID_WEIGHTS": "the FID Inception weights file (when --fid_weights is not given)",
     "ILLUSTRATION_GAN_CACHE": "the cache root (toy faces, real-image features); default ~/.cache/illustration_gan",
-    "ILLUSTRATION_GAN_CHILD_ROUNDS": "child processes per thread-pool setting when --precision auto times the "
-                                     "pools (default 2, alternating)",
     "ILLUSTRATION_GAN_KEEP_WORKER_FILES": "=1: multiworker training keeps non-chief workers' scratch checkpoints "
                                           "(run_dir/.workerN-scratch) for inspection",
 }
@@ -171,7 +169,7 @@ def resolved_config() -> config_lib.Config:
         for name, value in TOY_DEFAULTS.items():
             overrides.setdefault(name, value)
     overrides["path"] = FLAGS.path
-    overrides["precision"] = FLAGS.precision  # "auto" unless given: timed when the run starts (training/precision.py)
+    overrides["precision"] = FLAGS.precision  # "auto" unless given: decided when the run starts (training/precision.py)
     return config_lib.resolve(FLAGS.model, overrides)
 
 
@@ -424,9 +422,31 @@ def full_help(program: str, preset: str = DEFAULT_PRESET) -> str:
 # ---------------------------------------------------------------- entry points
 
 
+# The flags of each command that name something that must exist already (train's --run_dir may be new).
+EXISTING_PATHS = {"train": ("path", "resume"), "generate": ("run_dir", "checkpoint"),
+                  "evaluate": ("path", "compare_path", "run_dir"), "nearest": ("path", "run_dir"),
+                  "serve": ("path", "run_dir")}
+
+
+def missing_path(command: str) -> str | None:
+    """The error line for the first flag of `command` naming a local path that does not exist.
+    Globs, cloud paths (gs://) and `--resume latest` are left to the command."""
+    for name in EXISTING_PATHS[command]:
+        value = FLAGS[name].value
+        if not value or (name == "resume" and value == "latest") or "://" in value or any(c in value for c in "*?["):
+            continue
+        if not (os.path.exists(value) or (name == "checkpoint" and os.path.exists(value + ".index"))):
+            return f"--{name} {value} does not exist"
+    return None
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    missing = missing_path(FLAGS.TYPE)
+    if missing:  # before TensorFlow's import (seconds): a mistyped path answers at once
+        print(f"error: {missing}", file=sys.stderr)
+        return 2
     import_tensorflow(FLAGS.verbose)
     from illustration_gan import UserError
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import glob
 import math
 import os
 import shutil
@@ -75,9 +76,11 @@ def train(
     log = Log(os.path.join(run_dir, "log.txt") if chief else None)
     policy_before, chosen = keras.mixed_precision.global_policy(), None
     if config.precision == "auto":  # a resumed run keeps the policy its options record
-        make_iterator = lambda c: iter(training_batches(c, source, strategy, 0))  # noqa: E731
-        policy, chosen = precision.choose(config, strategy, make_iterator, log if chief else lambda line: None)
-        config = dataclasses.replace(config, precision=policy)
+        choice = precision.choose(config)
+        chosen = choice.record()
+        if chief:
+            log(f"precision auto: {choice.policy} ({choice.reason}; force another with --precision)")
+        config = dataclasses.replace(config, precision=choice.policy)
     trainer = GANTrainer(config, strategy)
     manager = tf.train.CheckpointManager(
         trainer.checkpoint, os.path.join(out_dir, "checkpoints"), max_to_keep=config.keep_checkpoints
@@ -144,6 +147,8 @@ def train(
         with _storage_errors(out_dir, quiet=sys.exc_info()[0] is not None):
             for hook in hooks:
                 hook.on_train_end(trainer)
+        if chief and sys.exc_info()[0] is None:
+            log(what_to_open(run_dir))
         if not chief and not keep_worker_files:
             shutil.rmtree(out_dir, ignore_errors=True)
         log.close()
@@ -151,6 +156,18 @@ def train(
     if stop.signum:
         raise TrainingInterrupted(stop.signum)
     return trainer
+
+
+def what_to_open(run_dir: str) -> str:
+    """A run's last line: its folder, the files it has to look at, and the command for more faces."""
+    grids = sorted(glob.glob(os.path.join(run_dir, "fakes_*.png")))[-1:]
+    files = [os.path.basename(p) for p in grids] + [
+        name for name in ("losses.png", "progress.gif", run_folder.GENERATOR_FILE)
+        if os.path.exists(os.path.join(run_dir, name))]
+    line = f"run folder {run_dir}: open " + (", ".join(files) or "log.txt")
+    if run_folder.GENERATOR_FILE in files:
+        line += f"; more faces: python train.py --TYPE generate --run_dir {run_dir}"
+    return line
 
 
 def training_batches(config: Config, source, strategy, start_epoch: int):
