@@ -130,7 +130,7 @@ class Config:
                        "nearest and serve use the run's training images.", DATA)
     epochs: int = option(50, "Epochs to train (total, counting epochs before a resume).", RECIPE, lower=1)
     seed: int = option(0, "Random seed: initial weights, z, data order and flips, generation.", RUN, lower=0,
-                       upper=2**31 - 1)
+                       upper=2**32 - 1)
     strategy: str = option("default", "tf.distribute strategy.", RUN, choices=STRATEGIES)
     precision: str = option("float32", "Keras dtype policy; auto picks bfloat16 where the CPU computes it natively "
                             "(training/precision.py).", RUN, choices=PRECISIONS, cli_default="auto")
