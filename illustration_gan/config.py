@@ -25,6 +25,7 @@ INITS = ("dcgan", "xavier")
 MINIBATCH_PLACES = ("head", "first_block")
 LOSSES = ("minimax", "hinge", "wasserstein")
 D_NORMS = ("batch", "none")
+FITS = ("crop", "stretch")
 OPTIMIZERS = ("adam", "rmsprop", "rmsprop_pytorch")
 # The framework whose layer details a reproduction's networks take, and the architecture it applies to.
 FRAMEWORKS = {"": None, "prettytensor": "illustration", "pytorch": "dcgan", "keras1": "keras_margin"}
@@ -88,6 +89,8 @@ class TrainingConfig:
     ada_target: float = 0.6  # ADA's target for the mean sign of D's real logits
     ema_kimg: float = 0.0  # half-life of the generator's weight average, in thousands of images (0 = off)
     lr_decay: float = 0.0  # final share of the run (epochs or --max_minutes) over which both rates fall to 0
+    flip: bool = True  # random horizontal flips of the training images (IllustrationGAN's input.py line 126)
+    fit: str = "crop"  # to a square: "crop" the centre (the tutorial) | "stretch" the whole image (jhayes14's cv2.resize)
 
 
 @dataclass(frozen=True)
@@ -141,7 +144,7 @@ PRESETS: dict[str, tuple[ModelConfig, TrainingConfig]] = {
     # DCGAN (Radford et al. 2015) as in the PyTorch DCGAN tutorial: batch 128, PyTorch's Adam epsilon.
     "dcgan": (
         ModelConfig(architecture="dcgan", z_distribution="normal", framework="pytorch"),
-        TrainingConfig(batch_size=128, epsilon=1e-8),
+        TrainingConfig(batch_size=128, epsilon=1e-8, flip=False),  # Resize + CenterCrop, no flip
     ),
     # WGAN (Arjovsky et al. 2017) on the tutorial's networks, with the Pokemon GAN's schedule
     # (RMSprop 5e-5, clipping 0.01, G on every third step); pokemon-wgan is that project's own.
@@ -158,7 +161,9 @@ PRESETS: dict[str, tuple[ModelConfig, TrainingConfig]] = {
             architecture="dcgan", z_distribution="normal", z_dim=16, g_width=128, d_width=128, max_width=1024,
             minibatch_kernels=2, minibatch_dims=16, minibatch_place="first_block", framework="pytorch",
         ),
-        TrainingConfig(batch_size=32, g_lr=1.5e-4, d_lr=1.5e-4, epsilon=1e-8, label_smoothing=True, balance="boost"),
+        TrainingConfig(
+            batch_size=32, g_lr=1.5e-4, d_lr=1.5e-4, epsilon=1e-8, label_smoothing=True, balance="boost", flip=False,
+        ),  # its data was augmented beforehand; the loader only normalises
     ),
     # The Pokemon GAN's WGAN (training_wgan.py): the same networks with a linear critic, PyTorch's RMSprop 5e-5
     # (alpha 0.99, epsilon 1e-8 added to sqrt(v)), clipping 0.01, G on every third iteration.
@@ -169,7 +174,7 @@ PRESETS: dict[str, tuple[ModelConfig, TrainingConfig]] = {
         ),
         TrainingConfig(
             batch_size=32, loss="wasserstein", optimizer="rmsprop_pytorch", g_lr=5e-5, d_lr=5e-5, epsilon=1e-8,
-            rmsprop_rho=0.99, n_critic=3, clip_weights=0.01,
+            rmsprop_rho=0.99, n_critic=3, clip_weights=0.01, flip=False,
         ),
     ),
     # The Keras margin GAN (jhayes14/GAN model.py, train.py): dense + nearest-upsampling G to 1024-wide 4x4,
@@ -180,7 +185,9 @@ PRESETS: dict[str, tuple[ModelConfig, TrainingConfig]] = {
             architecture="keras_margin", z_distribution="uniform", g_width=128, d_width=128, max_width=1024,
             init="xavier", framework="keras1",
         ),
-        TrainingConfig(batch_size=50, g_lr=2e-5, d_lr=2e-5, beta1=0.0005, epsilon=1e-8, balance="margin"),
+        TrainingConfig(
+            batch_size=50, g_lr=2e-5, d_lr=2e-5, beta1=0.0005, epsilon=1e-8, balance="margin", flip=False, fit="stretch",
+        ),  # cv2.resize to 64x64, no flip
     ),
     # Not from a source: what measured best at 20 minutes of a 2-core CPU (docs/experiments.md): the DCGAN
     # at half width with resize-convolutions in G, no batch norm in D, batch 8, Adam 4e-4 for both falling linearly
@@ -216,6 +223,13 @@ PRESETS: dict[str, tuple[ModelConfig, TrainingConfig]] = {
 AT_IMAGE_SIZE = {
     (preset, 256): {"g_width": 32, "d_width": 32, "minibatch_kernels": 4} for preset in ("pokemon", "pokemon-wgan")
 }
+
+
+# Epochs a preset trains unless --epochs is given, as its source trained: the Pokemon GAN 150 (Train.ipynb,
+# the "Training" cell), the DCGAN anime-faces source 100 (its text; the tutorial's 5 were on CelebA). The
+# others keep Config.epochs: IllustrationGAN counts 1e6 loop steps, not epochs (train.py line 25), and
+# jhayes14's default of 2 (train.py line 184) is not what its README's images trained for.
+PRESET_EPOCHS = {"dcgan": 100, "pokemon": 150, "pokemon-wgan": 150}
 
 
 # The batch size a preset's learning rates were tuned at. A run of that preset at another batch
@@ -291,6 +305,8 @@ def resolve(preset: str, overrides: dict) -> Config:
                 break
         else:
             raise UserError(f"unknown configuration field {key!r}")
+    if preset in PRESET_EPOCHS:
+        split["top"].setdefault("epochs", PRESET_EPOCHS[preset])
     size = split["model"].get("image_size", model.image_size)
     for name, value in AT_IMAGE_SIZE.get((preset, size), {}).items():
         split["model"].setdefault(name, value)
@@ -344,6 +360,8 @@ def validate(config: Config) -> None:
     if m.framework not in FRAMEWORKS or FRAMEWORKS[m.framework] not in (None, m.architecture):
         allowed = {name: arch for name, arch in FRAMEWORKS.items() if name}
         raise UserError(f"framework {m.framework!r} does not fit architecture {m.architecture!r}; one of {allowed} or ''")
+    if t.fit not in FITS:
+        raise UserError(f"fit must be one of {FITS}, got {t.fit!r}")
     if t.optimizer not in OPTIMIZERS:
         raise UserError(f"optimizer must be one of {OPTIMIZERS}, got {t.optimizer!r}")
     if m.d_norm not in D_NORMS:

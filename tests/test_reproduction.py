@@ -165,3 +165,48 @@ def test_a_run_recorded_before_the_framework_field_rebuilds_as_it_trained():
     _, features = build_networks(dataclasses.replace(config.model, fc_units=16)).generator(
         tf.zeros((1, 100)), return_features=True)
     assert features.shape == (1, 4 * 4 * 512)
+
+
+def test_presets_train_as_long_as_their_sources_unless_told():
+    assert [config_lib.resolve(name, {}).epochs for name in ("dcgan", "pokemon", "pokemon-wgan")] == [100, 150, 150]
+    assert config_lib.resolve("pokemon", {"epochs": 3}).epochs == 3
+    assert config_lib.resolve("illustration", {}).epochs == config_lib.Config().epochs  # counted in steps there
+
+
+def test_presets_flip_and_fit_their_images_as_their_sources_did():
+    settings = {name: (config_lib.resolve(name, {}).training.flip, config_lib.resolve(name, {}).training.fit)
+                for name in ("illustration", "dcgan", "pokemon", "pokemon-wgan", "keras-margin")}
+    assert settings == {"illustration": (True, "crop"), "dcgan": (False, "crop"), "pokemon": (False, "crop"),
+                        "pokemon-wgan": (False, "crop"), "keras-margin": (False, "stretch")}
+    with pytest.raises(UserError, match="fit must be one of"):
+        config_lib.resolve("dcgan", {"fit": "pad"})
+
+
+def test_stretch_keeps_the_whole_image_and_crop_its_centre():
+    from illustration_gan import data
+
+    image = np.zeros((10, 30, 3), np.uint8)
+    image[:, :10, 0] = 255  # left third red, the rest black
+    encoded = tf.io.encode_png(image)
+    stretched = data.decode_to_rgb(encoded, 6, fit="stretch").numpy()
+    cropped = data.decode_to_rgb(encoded, 6, fit="crop").numpy()
+    assert stretched[:, :2, 0].min() == 255 and stretched[:, 2:, 0].max() == 0  # a third of the width, squeezed
+    assert cropped[..., 0].max() == 0  # the centre square has no red
+
+
+def test_training_batches_without_flips_keep_every_image_the_right_way_round(tmp_path):
+    import cv2
+
+    from illustration_gan import data
+
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    image = np.zeros((8, 8, 3), np.uint8)
+    image[:, :4] = 255  # white on the left
+    for i in range(4):
+        cv2.imwrite(str(folder / f"{i}.png"), image)
+    source = data.scan(str(folder))
+    for flip, both_ways in ((False, False), (True, True)):
+        batches = np.concatenate(list(data.training_dataset(source, 8, 4, seed=0, flip=flip).take(16)
+                                      .as_numpy_iterator()))
+        assert (len({bool(b[0, 0, 0] > 0) for b in batches}) == 2) is both_ways
