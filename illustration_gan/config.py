@@ -26,6 +26,10 @@ INITS = ("dcgan", "xavier")
 MINIBATCH_PLACES = ("head", "first_block")
 LOSSES = ("minimax", "hinge", "wasserstein")
 D_NORMS = ("batch", "none")
+FITS = ("crop", "stretch")
+OPTIMIZERS = ("adam", "rmsprop", "rmsprop_pytorch")
+# The framework whose layer details a reproduction's networks take, and the architecture it applies to.
+FRAMEWORKS = {"": None, "prettytensor": "illustration", "pytorch": "dcgan", "keras1": "keras_margin"}
 STRATEGIES = ("default", "mirrored", "multiworker")
 AUGMENTATIONS = ("color", "translation", "cutout")  # DiffAugment's transforms (training/augment.py)
 
@@ -70,6 +74,7 @@ class ModelConfig:
     upsampling: str = option("transposed", "DCGAN generator's 2x steps: 4x4 stride-2 transposed convolutions, or "
                              "resize-convolutions (nearest 2x + 3x3 conv, against checkerboard artefacts; dcgan and "
                              "fast models).", MODEL, choices=UPSAMPLING)
+    framework: str = ""  # layer details as the source's library ran them (docs/reproduction.md); "" = as before issue 52
 
     @property
     def levels(self) -> int:
@@ -84,7 +89,7 @@ class TrainingConfig:
     batch_size: int = option(64, "Global batch size, split across replicas.", RECIPE, lower=1)
     loss: str = option("minimax", "GAN loss: minimax (non-saturating G), hinge (SNGAN, SAGAN) or wasserstein "
                        "(needs a critic, --model wgan).", RECIPE, choices=LOSSES)
-    optimizer: str = "adam"  # "adam" | "rmsprop"
+    optimizer: str = "adam"  # "adam" | "rmsprop" | "rmsprop_pytorch" (PyTorch's form: lr g / (sqrt(v) + eps))
     g_lr: float = option(2e-4, "Generator learning rate.", RECIPE, lower=0)
     d_lr: float = option(2e-4, "Discriminator learning rate.", RECIPE, lower=0)
     beta1: float = 0.5
@@ -116,6 +121,8 @@ class TrainingConfig:
                              "samples and generator.keras; 0 = off.", RECIPE, lower=0)
     lr_decay: float = option(0.0, "Final share of the run (of --epochs, or of --max_minutes when set) over which "
                              "both learning rates fall linearly to 0; 0 = constant.", RECIPE, lower=0, upper=1)
+    flip: bool = True  # random horizontal flips of the training images (IllustrationGAN's input.py line 126)
+    fit: str = "crop"  # to a square: "crop" the centre (the tutorial) | "stretch" the whole image (jhayes14's cv2.resize)
 
 
 @dataclass(frozen=True)
@@ -174,7 +181,9 @@ def from_dict(cls, data: dict):
 
 class Preset(NamedTuple):
     """A named recipe: the networks, the training rule, and run-level fields (epochs, image_size...)
-    where its source fixes them; fields not given come from the dataclasses."""
+    where its source fixes them; fields not given come from the dataclasses. Presets without `epochs`
+    keep Config.epochs: IllustrationGAN counts 1e6 loop steps, not epochs (train.py line 25), and
+    jhayes14's default of 2 (train.py line 184) is not what its README's images trained for."""
 
     model: ModelConfig
     training: TrainingConfig
@@ -184,24 +193,25 @@ class Preset(NamedTuple):
 # Each preset reproduces one source. Defaults not listed come from the dataclasses.
 PRESETS: dict[str, Preset] = {
     # IllustrationGAN (tdrussell/IllustrationGAN model.py, train.py): FC stack + bilinear upsampling G,
-    # max-pool D with minibatch discrimination, the z-predictor in its own step; Xavier init; truncated
-    # normal z; Adam 2e-4 / 0.5; batch 32; every phase draws its own z.
+    # max-pool D with minibatch discrimination, the z-predictor in its own step; Xavier init; prettytensor
+    # 0.6.2's batch norm; truncated normal z; TF1's Adam 2e-4 / 0.5 / 1e-8; batch 32; every phase draws its own z.
     "illustration": Preset(
         ModelConfig(
             architecture="illustration", z_distribution="truncated_normal", minibatch_kernels=100,
-            minibatch_dims=5, z_predictor=True, init="xavier",
+            minibatch_dims=5, z_predictor=True, init="xavier", framework="prettytensor",
         ),
-        TrainingConfig(batch_size=32, fresh_g_z=True),
+        TrainingConfig(batch_size=32, fresh_g_z=True, epsilon=1e-8),
     ),
-    # DCGAN (Radford et al. 2015) as in the PyTorch DCGAN tutorial.
+    # DCGAN (Radford et al. 2015) as in the PyTorch DCGAN tutorial: batch 128, PyTorch's Adam epsilon.
     "dcgan": Preset(
-        ModelConfig(architecture="dcgan", z_distribution="normal"),
-        TrainingConfig(),
+        ModelConfig(architecture="dcgan", z_distribution="normal", framework="pytorch"),
+        TrainingConfig(batch_size=128, epsilon=1e-8, flip=False),  # Resize + CenterCrop, no flip
+        run=dict(epochs=100),  # the DCGAN anime-faces source's 100 (its text; the tutorial's 5 were on CelebA)
     ),
     # WGAN (Arjovsky et al. 2017) on the tutorial's networks, with the Pokemon GAN's schedule
     # (RMSprop 5e-5, clipping 0.01, G on every third step); pokemon-wgan is that project's own.
     "wgan": Preset(
-        ModelConfig(architecture="dcgan", z_distribution="normal", critic=True),
+        ModelConfig(architecture="dcgan", z_distribution="normal", critic=True, framework="pytorch"),
         TrainingConfig(loss="wasserstein", optimizer="rmsprop", g_lr=5e-5, d_lr=5e-5, n_critic=3, clip_weights=0.01),
     ),
     # The Pokemon GAN's DCGAN as its notebook ran it (Edouard99/GAN Train.ipynb, gan64.py, training_boosting.py):
@@ -211,31 +221,37 @@ PRESETS: dict[str, Preset] = {
     "pokemon": Preset(
         ModelConfig(
             architecture="dcgan", z_distribution="normal", z_dim=16, g_width=128, d_width=128, max_width=1024,
-            minibatch_kernels=2, minibatch_dims=16, minibatch_place="first_block",
+            minibatch_kernels=2, minibatch_dims=16, minibatch_place="first_block", framework="pytorch",
         ),
-        TrainingConfig(batch_size=32, g_lr=1.5e-4, d_lr=1.5e-4, epsilon=1e-8, label_smoothing=True, balance="boost"),
+        TrainingConfig(
+            batch_size=32, g_lr=1.5e-4, d_lr=1.5e-4, epsilon=1e-8, label_smoothing=True, balance="boost", flip=False,
+        ),  # its data was augmented beforehand; the loader only normalises
+        run=dict(epochs=150),  # Train.ipynb, the "Training" cell
     ),
-    # The Pokemon GAN's WGAN (training_wgan.py): the same networks with a linear critic, RMSprop 5e-5 with
-    # PyTorch's smoothing (alpha 0.99) and epsilon, clipping 0.01, G on every third iteration.
+    # The Pokemon GAN's WGAN (training_wgan.py): the same networks with a linear critic, PyTorch's RMSprop 5e-5
+    # (alpha 0.99, epsilon 1e-8 added to sqrt(v)), clipping 0.01, G on every third iteration.
     "pokemon-wgan": Preset(
         ModelConfig(
             architecture="dcgan", z_distribution="normal", z_dim=16, g_width=128, d_width=128, max_width=1024,
-            minibatch_kernels=2, minibatch_dims=16, minibatch_place="first_block", critic=True,
+            minibatch_kernels=2, minibatch_dims=16, minibatch_place="first_block", critic=True, framework="pytorch",
         ),
         TrainingConfig(
-            batch_size=32, loss="wasserstein", optimizer="rmsprop", g_lr=5e-5, d_lr=5e-5, epsilon=1e-8,
-            rmsprop_rho=0.99, n_critic=3, clip_weights=0.01,
+            batch_size=32, loss="wasserstein", optimizer="rmsprop_pytorch", g_lr=5e-5, d_lr=5e-5, epsilon=1e-8,
+            rmsprop_rho=0.99, n_critic=3, clip_weights=0.01, flip=False,
         ),
+        run=dict(epochs=150),
     ),
     # The Keras margin GAN (jhayes14/GAN model.py, train.py): dense + nearest-upsampling G to 1024-wide 4x4,
     # 5x5 stride-2 D with dropout and no batch norm, z ~ U(-1, 1), batch 50, Adam 2e-5 / (0.0005, 0.999) /
-    # 1e-8, and the margin rule (0.10).
+    # 1e-8, and the margin rule (0.10); G's batch norm as Keras 1.0.5 ran the channels-first model.
     "keras-margin": Preset(
         ModelConfig(
             architecture="keras_margin", z_distribution="uniform", g_width=128, d_width=128, max_width=1024,
-            init="xavier",
+            init="xavier", framework="keras1",
         ),
-        TrainingConfig(batch_size=50, g_lr=2e-5, d_lr=2e-5, beta1=0.0005, epsilon=1e-8, balance="margin"),
+        TrainingConfig(
+            batch_size=50, g_lr=2e-5, d_lr=2e-5, beta1=0.0005, epsilon=1e-8, balance="margin", flip=False, fit="stretch",
+        ),  # cv2.resize to 64x64, no flip
     ),
     # Not from a source: what measured best at 20 minutes of a 2-core CPU (docs/experiments.md): the DCGAN
     # at half width with resize-convolutions in G, no batch norm in D, batch 8, Adam 4e-4 for both falling linearly
@@ -261,6 +277,15 @@ PRESETS: dict[str, Preset] = {
         ModelConfig(architecture="dense", z_distribution="uniform", fc_units=1024),
         TrainingConfig(),
     ),
+}
+
+
+# Fields a preset sets otherwise at one image size, as its source does there (unless given). The Pokemon GAN
+# at 256 px (Edouard99/GAN Models/gan256.py at 06d4eb2, with the notebook's ngf = ndf = 128): G from 1024 at
+# 4x4 halving to 32 at 128x128 (lines 72-96), D from 32 at 128x128 doubling to 1024 at 4x4 (lines 123-145), and
+# minibatch discrimination adding 4 filters (line 126) where gan64.py adds 2.
+AT_IMAGE_SIZE = {
+    (preset, 256): {"g_width": 32, "d_width": 32, "minibatch_kernels": 4} for preset in ("pokemon", "pokemon-wgan")
 }
 
 
@@ -337,6 +362,9 @@ def resolve(preset: str, overrides: dict) -> Config:
                 break
         else:
             raise UserError(f"unknown configuration field {key!r}")
+    size = split["model"].get("image_size", model.image_size)
+    for name, value in AT_IMAGE_SIZE.get((preset, size), {}).items():
+        split["model"].setdefault(name, value)
     if "batch_size" in split["training"]:
         split["training"].update(batch_scaled_rates(preset, split["training"]["batch_size"], split["training"]))
     config = Config(
@@ -384,6 +412,13 @@ def validate(config: Config) -> None:
         raise UserError("--upsampling applies to the dcgan generator (--model dcgan or fast)")
     if m.spectral_norm and m.architecture != "dcgan":
         raise UserError("spectral normalisation is implemented for the dcgan discriminator (--model dcgan or fast)")
+    if m.framework not in FRAMEWORKS or FRAMEWORKS[m.framework] not in (None, m.architecture):
+        allowed = {name: arch for name, arch in FRAMEWORKS.items() if name}
+        raise UserError(f"framework {m.framework!r} does not fit architecture {m.architecture!r}; one of {allowed} or ''")
+    if t.fit not in FITS:
+        raise UserError(f"fit must be one of {FITS}, got {t.fit!r}")
+    if t.optimizer not in OPTIMIZERS:
+        raise UserError(f"optimizer must be one of {OPTIMIZERS}, got {t.optimizer!r}")
     if m.d_norm not in D_NORMS:
         raise UserError(f"d_norm must be one of {D_NORMS}, got {m.d_norm!r}")
     if m.d_norm != "batch" and m.architecture in ("dense", "keras_margin"):

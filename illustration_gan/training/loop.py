@@ -175,7 +175,7 @@ def training_batches(config: Config, source, strategy, start_epoch: int):
     return strategy.distribute_datasets_from_function(
         lambda ctx: data.training_dataset(
             source, config.model.image_size, config.training.batch_size, seed=config.seed + start_epoch,
-            input_context=ctx,
+            input_context=ctx, flip=config.training.flip, fit=config.training.fit,
         )
     )
 
