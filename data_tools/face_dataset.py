@@ -210,8 +210,9 @@ class FaceDataset:
                     with open(partial, "wb") as f:
                         f.write(face.encoded)
                     os.replace(partial, path)
-                except OSError:
+                except OSError as error:
                     _remove(partial)
+                    error.filename = error.filename or path  # a failed write does not name its file
                     raise
                 self._pending_files.append(path)
         self._pending[MANIFEST].append(row)
@@ -284,14 +285,16 @@ class FaceDataset:
         self._claim()
         paths = {name: os.path.join(self.output, name) for name in names}
         sizes = {name: os.path.getsize(p) if os.path.exists(p) else 0 for name, p in paths.items()}
+        name = names[0]
         try:  # faces, then their rejections, then the source: the order resume relies on
             for name in names:
                 with open(paths[name], "a", encoding="utf-8") as f:
                     f.writelines(json.dumps(row, sort_keys=True) + "\n" for row in self._pending[name])
-        except OSError:  # all or nothing: cut every record back (a shorter file needs no space)
-            for name in names:
+        except OSError as error:  # all or nothing: cut every record back (a shorter file needs no space)
+            for cut in names:
                 with contextlib.suppress(OSError):
-                    os.truncate(paths[name], sizes[name])
+                    os.truncate(paths[cut], sizes[cut])
+            error.filename = error.filename or paths[name]
             raise
         for name in names:
             self._pending[name].clear()
