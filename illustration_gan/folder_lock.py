@@ -6,14 +6,15 @@
     @folder_lock.locking("output_dir", "generate")  # the same around each call of a function
     def write_images(sampler, count, output_dir, ...): ...
 
-The lock is `<folder>/.illustration-gan.lock`, held with `fcntl.flock(LOCK_EX | LOCK_NB)` on the open file for the
-duration of the block. The kernel drops a flock when its file is closed, so when the holder dies
-(even by kill -9) the lock is free again: a "stale" lock is simply one that flock grants. The
+The lock is `<folder>/.illustration-gan.lock`, held with `fcntl.flock(LOCK_EX | LOCK_NB)` on the
+open file for the duration of the block. The kernel drops a flock when its file is closed (flock(2):
+"released ... when all file descriptors ... have been closed"), so when the holder dies (even by
+kill -9) the lock is free again: a "stale" lock is simply one that flock grants. The
 holder writes its PID, host, command and start time into the file, for the message a second
 writer gets (a `FolderLocked`, one line) and for the warning of a process that takes over the
 lock of a dead one. On release the file is removed (while still locked); since a process may have
 opened the old file just before, a lock is held only once flock is granted on the file that the
-path still names (the usual flock-and-unlink protocol).
+path still names (the usual flock-and-unlink protocol; flock(2) itself is silent on removal).
 
 This module uses the standard library only: `data_tools` (which never imports TensorFlow) uses it
 as well as the trainer and the generator. Where flock is missing (Windows) or refused by the file
