@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from illustration_gan import UserError, data, run_folder
+from illustration_gan import UserError, data, folder_lock, run_folder
 from illustration_gan.networks import Generator, build_networks
 
 
@@ -122,6 +122,7 @@ def generator_fingerprint(generator) -> str:
     return digest.hexdigest()[:16]
 
 
+@folder_lock.locking("output_dir", "generate")  # one writer per output folder
 def write_images(
     sampler: Sampler,
     count: int,

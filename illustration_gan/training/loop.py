@@ -29,7 +29,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from illustration_gan import UserError, data, distribute, run_folder
+from illustration_gan import UserError, data, distribute, folder_lock, run_folder
 from illustration_gan.config import Config
 from illustration_gan.training import precision
 from illustration_gan.training.callbacks import Callback, Log, default_callbacks
@@ -50,6 +50,9 @@ class TrainingInterrupted(Exception):
         self.signum = signum
 
 
+# One writer per run folder: the chief holds its lock for the whole run; a second run of the folder
+# stops with one line naming the first.
+@folder_lock.locking("run_dir", "training", when=lambda given: distribute.is_chief(given["strategy"]))
 def train(
     config: Config,
     source: data.ImageSource,
