@@ -75,7 +75,8 @@ flags.DEFINE_float("max_megapixels", MAX_MEGAPIXELS, "Skip images larger than th
                    "face cropper's cap).", lower_bound=0)
 flags.DEFINE_enum("model", DEFAULT_PRESET, sorted(config_lib.PRESETS),
                   "Model preset (architecture + training recipe): fast (best measured at a 20-minute CPU budget), "
-                  "illustration (IllustrationGAN 2016), dcgan, wgan, dense, pokemon, pokemon-wgan, keras-margin "
+                  "illustration (IllustrationGAN 2016), lightweight (FastGAN 2021, 64 px and up), dcgan, wgan, dense, "
+                  "pokemon, pokemon-wgan, keras-margin "
                   "(the sources they reproduce: docs/reproduction.md). `--model NAME --help` shows its values.")
 flags.DEFINE_integer("cpu_replicas", 2, "--strategy mirrored without GPUs: logical CPU devices.", lower_bound=1)
 flags.DEFINE_string("run_dir", "", "A run folder: where to train (multi-worker) or which run to use ('' = newest).")

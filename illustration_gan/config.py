@@ -18,7 +18,7 @@ from illustration_gan import UserError
 
 IMAGE_SIZES = (32, 64, 128, 256)
 BALANCE_RULES = ("none", "margin", "monitor", "boost")
-ARCHITECTURE_NAMES = ("illustration", "dcgan", "dense", "keras_margin")
+ARCHITECTURE_NAMES = ("illustration", "dcgan", "dense", "keras_margin", "lightweight")
 UPSAMPLING = ("transposed", "resize")
 UPDATE_ORDERS = ("alternating", "simultaneous")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
@@ -271,6 +271,18 @@ PRESETS: dict[str, Preset] = {
             batch_size=8, g_lr=4e-4, d_lr=4e-4, augment="translation,cutout", ema_kimg=5.0, lr_decay=0.25
         ),
     ),
+    # FastGAN (Liu et al. 2021; odegeasslbc/FastGAN-pytorch train.py lines 17, 60-64, 77-81, 116-117, 137, 159-160,
+    # 196): skip-layer excitation in G, a D that also reconstructs the reals (networks/lightweight.py), the hinge
+    # loss, DiffAugment colour and translation, batch 8, Adam 2e-4 / (0.5, 0.999) / 1e-8, z ~ N(0, 1) of 256, G
+    # averaged by 0.999 per step (a half-life of 693 steps of 8 images), images resized whole to a square and
+    # flipped. It counts 50,000 iterations (line 194), not epochs. Widths: ngf = ndf = 8 (the source's 64) make a
+    # 64 px step about as many floating-point operations as `fast`'s (docs/reproduction.md, "lightweight").
+    "lightweight": Preset(
+        ModelConfig(architecture="lightweight", z_distribution="normal", z_dim=256, g_width=8, d_width=8),
+        TrainingConfig(
+            batch_size=8, loss="hinge", epsilon=1e-8, augment="color,translation", ema_kimg=5.54, fit="stretch"
+        ),
+    ),
     # Fully connected G and D after the cartoon faces project's description (its notebook is not
     # available, so widths, z and optimizer are this project's choices, not the source's).
     "dense": Preset(
@@ -398,6 +410,12 @@ def validate(config: Config) -> None:
         raise UserError(f"--balance {t.balance} repeats D or G updates one after the other; use --update_order alternating")
     if m.architecture not in ARCHITECTURE_NAMES:
         raise UserError(f"architecture must be one of {ARCHITECTURE_NAMES}, got {m.architecture!r}")
+    if m.architecture == "lightweight" and m.image_size == 32:
+        raise UserError("--model lightweight starts at 64 px (FastGAN's skip-layer excitation joins 4x4 to 64x64 "
+                        "features); give --image_size 64, 128 or 256")
+    if m.architecture == "lightweight" and (m.minibatch_kernels or m.d_norm != "batch" or m.spectral_norm):
+        raise UserError("the lightweight networks are FastGAN's: spectral and batch norm throughout, no minibatch "
+                        "discrimination; --minibatch_kernels, --d_norm and --spectral_norm do not apply to them")
     if m.init not in INITS or m.minibatch_place not in MINIBATCH_PLACES:
         raise UserError(f"init must be one of {INITS} and minibatch_place one of {MINIBATCH_PLACES}")
     if m.minibatch_place == "first_block" and m.architecture != "dcgan":

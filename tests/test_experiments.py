@@ -122,7 +122,7 @@ def test_the_experiments_import_without_editing_sys_path():
 
     path_before = list(sys.path)
     for name in ("colour_drift", "conv_shapes", "dense_vs_conv", "matmul_grad_step", "quality_curve", "recall_diagnosis",
-                 "run_progress", "sampling_modes", "subpixel_resize_conv", "weight_averaging"):
+                 "run_progress", "sampling_modes", "step_flops", "subpixel_resize_conv", "weight_averaging"):
         module = importlib.import_module(f"experiments.{name}")
         assert callable(module.main)
     assert sys.path == path_before

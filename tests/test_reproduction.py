@@ -149,7 +149,8 @@ def test_pytorch_rmsprop_takes_one_step_as_torch_computes_it():
 def test_reproduction_presets_name_their_framework_and_a_mismatch_is_refused():
     frameworks = {name: config_lib.resolve(name, {}).model.framework for name in PRESETS}
     assert frameworks == {"illustration": "prettytensor", "dcgan": "pytorch", "wgan": "pytorch", "pokemon": "pytorch",
-                          "pokemon-wgan": "pytorch", "keras-margin": "keras1", "fast": "", "dense": ""}
+                          "pokemon-wgan": "pytorch", "keras-margin": "keras1", "fast": "", "dense": "",
+                          "lightweight": ""}
     assert config_lib.resolve("illustration", {}).training.epsilon == 1e-8  # TF1's AdamOptimizer
     with pytest.raises(UserError, match="does not fit architecture"):
         config_lib.resolve("dcgan", {"framework": "keras1"})

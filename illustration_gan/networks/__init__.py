@@ -16,6 +16,7 @@ from illustration_gan.networks.common import Discriminator, Generator, sample_la
 from illustration_gan.networks.dcgan import DCGANDiscriminator, DCGANGenerator
 from illustration_gan.networks.dense import DenseDiscriminator, DenseGenerator
 from illustration_gan.networks.keras_margin import KerasMarginDiscriminator, KerasMarginGenerator
+from illustration_gan.networks.lightweight import LightweightDiscriminator, LightweightGenerator
 from illustration_gan.networks.illustration import (
     IllustrationDiscriminator,
     IllustrationGenerator,
@@ -28,6 +29,7 @@ ARCHITECTURES: dict[str, tuple[type[Generator], type[Discriminator]]] = {
     "dcgan": (DCGANGenerator, DCGANDiscriminator),
     "dense": (DenseGenerator, DenseDiscriminator),
     "keras_margin": (KerasMarginGenerator, KerasMarginDiscriminator),
+    "lightweight": (LightweightGenerator, LightweightDiscriminator),
 }
 
 

@@ -86,7 +86,11 @@ class Generator(ConfiguredModel):
 
 
 class Discriminator(ConfiguredModel):
-    """Maps images to one float32 score per image (a logit, or a critic value)."""
+    """Maps images to one float32 score per image (a logit, or a critic value).
+
+    An architecture whose D also feeds a term (terms.Term.needs_real_features, as the lightweight
+    D's decoders) takes `call(images, training, return_features=True)` and returns (scores, features).
+    """
 
     @property
     def scores_each_image_alone(self) -> bool:
@@ -99,23 +103,32 @@ class Discriminator(ConfiguredModel):
                            _SpectralNorm)
         return not any(isinstance(layer, batch_dependent) for layer in self._flatten_layers(include_self=False))
 
-    def score_pair(self, real, fake, real_gradients: bool = False):
-        """The training-mode scores of `real` and of `fake`, and (if asked) the gradient of the real
-        scores with respect to `real` (for R1). Where D scores each image alone, one call on both:
-        one larger batch runs faster on a CPU than two small ones, with the same scores and gradients."""
+    def score_pair(self, real, fake, real_gradients: bool = False, real_features: bool = False):
+        """The training-mode scores of `real` and of `fake`, and (if asked, else None) the gradient of the
+        real scores with respect to `real` (for R1) and D's features of `real` (for a term that reads
+        them). Where D scores each image alone, one call on both: one larger batch runs faster on a CPU
+        than two small ones, with the same scores and gradients."""
+
+        def scores_and_features(images):
+            if real_features:
+                return self(images, training=True, return_features=True)
+            return self(images, training=True), None
+
         if self.scores_each_image_alone:
             count = tf.shape(real)[0]
             both = tf.concat([real, tf.cast(fake, real.dtype)], axis=0)
             with tf.GradientTape(watch_accessed_variables=False) as tape:
                 tape.watch(both)
-                scores = self(both, training=True)
+                scores, features = scores_and_features(both)
                 real_scores, fake_scores = scores[:count], scores[count:]
-            return real_scores, fake_scores, tape.gradient(real_scores, both)[:count] if real_gradients else None
+            gradients = tape.gradient(real_scores, both)[:count] if real_gradients else None
+            features = None if features is None else tf.nest.map_structure(lambda f: f[:count], features)
+            return real_scores, fake_scores, gradients, features
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(real)
-            real_scores = self(real, training=True)
+            real_scores, features = scores_and_features(real)
         fake_scores = self(fake, training=True)
-        return real_scores, fake_scores, tape.gradient(real_scores, real) if real_gradients else None
+        return real_scores, fake_scores, tape.gradient(real_scores, real) if real_gradients else None, features
 
     def _make_head(self, score=None):
         """Minibatch discrimination features (optional) and the final linear unit (`score`, when given)."""

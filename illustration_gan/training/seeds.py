@@ -7,6 +7,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 Z, GP, REGIME, AUGMENT_REAL, AUGMENT_FAKE, FRESH_G_Z, ZPRED, BOOST_D, SECOND_G = 1, 2, 3, 5, 6, 7, 8, 9, 10
+RECONSTRUCTION = 4  # terms.Reconstruction: the quadrant its decoder redraws
 AUGMENT_TRANSFORMS = 11  # augment.py: the first of one salt per transform
 FIXED_Z = (20160101, 7)  # the seed of the per-epoch sample grid's z
 

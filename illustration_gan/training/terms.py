@@ -2,7 +2,9 @@
 
 A `Term` has a weight, a metric name and what it reads from the forward pass
 (`Forward`): R1 (Mescheder et al. 2018, "Which Training Methods for GANs do
-actually Converge?") and the WGAN-GP gradient penalty (Gulrajani et al. 2017).
+actually Converge?"), the WGAN-GP gradient penalty (Gulrajani et al. 2017) and
+FastGAN's reconstruction by D's decoders (networks/lightweight.py), which reads the
+features D returns when a term asks for them (`needs_real_features`).
 The set is chosen once from the config (`make_terms`). IllustrationGAN's
 z-prediction is not a term: its source trains it in a step of its own (step.py).
 """
@@ -28,6 +30,8 @@ class Forward:
     fake_scores: tf.Tensor
     real_gradients: tf.Tensor | None  # d D(x) / dx at the (augmented) reals D saw, when a term needs it
     seed: Callable[[int], tf.Tensor]  # salt -> this step's and replica's stateless seed
+    real_seen: tf.Tensor | None = None  # the reals as D saw them (augmented)
+    real_features: dict | None = None  # D(real_seen, return_features=True)'s features, when a term needs them
 
 
 class Term:
@@ -35,6 +39,7 @@ class Term:
 
     name = ""
     needs_real_gradients = False
+    needs_real_features = False
 
     def __init__(self, weight: float):
         self.weight = weight
@@ -65,6 +70,25 @@ class GradientPenalty(Term):
         return losses.wasserstein_gradient_penalty(networks.discriminator, forward.real, fake, forward.seed(seeds.GP))
 
 
+class Reconstruction(Term):
+    """The squared error, averaged over pixels, of each reconstruction D's decoders make of the reals it
+    saw from its own features, summed over decoders (lucidrains/lightweight-gan at efbec45,
+    lightweight_gan/lightweight_gan.py lines 850-869: F.mse_loss, weight 1; FastGAN's train.py lines 40-43
+    use LPIPS instead, whose VGG weights cannot be downloaded here). One quadrant per step, as both sources
+    (FastGAN train.py line 38, lightweight_gan.py line 859)."""
+
+    name, needs_real_features = "reconstruction", True
+
+    def per_example(self, forward, networks):
+        quadrant = tf.random.stateless_uniform([], forward.seed(seeds.RECONSTRUCTION), 0, 4, dtype=tf.int32)
+        pairs = networks.discriminator.reconstruct(forward.real_features, forward.real_seen, quadrant, training=True)
+        return tf.add_n([
+            tf.reduce_mean(tf.square(tf.cast(made, tf.float32) - tf.cast(target, tf.float32)), axis=[1, 2, 3])
+            for made, target in pairs
+        ])
+
+
+
 def make_terms(config: Config) -> tuple[Term, ...]:
     t = config.training
     terms: list[Term] = []
@@ -72,4 +96,6 @@ def make_terms(config: Config) -> tuple[Term, ...]:
         terms.append(GradientPenalty(t.gp_weight))
     if t.r1_gamma > 0:
         terms.append(R1Penalty(t.r1_gamma))
+    if config.model.architecture == "lightweight":  # its D's decoders exist for this loss alone
+        terms.append(Reconstruction(1.0))
     return tuple(terms)
