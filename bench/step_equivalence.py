@@ -5,7 +5,7 @@ change to the trainer, and diff the two outputs (they must be equal).
     python bench/step_equivalence.py > after.json    # on the new one
     diff before.json after.json
 
-Small networks (32 px, widths 8) at float32 on the default strategy, the same batch of reals;
+Small networks (32 px, or the smallest a preset builds; widths 8) at float32 on the default strategy, the same batch of reals;
 `--strategy mirrored` runs the same under two logical CPUs (the other orchestration path).
 """
 
@@ -16,6 +16,7 @@ import json
 
 STEPS = 12
 SMALL = dict(image_size=32, g_width=8, d_width=8, batch_size=8, precision="float32")
+AT_LEAST = {"lightweight": 64}  # presets that start above 32 px
 # Rules and terms no preset uses by default: name -> (preset, overrides).
 VARIANTS = {
     "dcgan+monitor": ("dcgan", {"balance": "monitor"}),
@@ -34,10 +35,11 @@ def metrics_of(preset: str, overrides: dict, steps: int, strategy) -> dict:
     from illustration_gan import config as config_lib
     from illustration_gan.training import GANTrainer
 
-    config = config_lib.resolve(preset, {**SMALL, **overrides})
+    size = AT_LEAST.get(preset, SMALL["image_size"])
+    config = config_lib.resolve(preset, {**SMALL, "image_size": size, **overrides})
     keras.utils.set_random_seed(0)
     trainer = GANTrainer(config, strategy)
-    real = tf.random.stateless_uniform([8, 32, 32, 3], [1, 2], -1, 1)
+    real = tf.random.stateless_uniform([8, size, size, 3], [1, 2], -1, 1)
     dataset = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(real).repeat().unbatch().batch(8))
     iterator = iter(dataset)
     sums, ran, _ = trainer.train_steps(iterator, tf.constant(steps))

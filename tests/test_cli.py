@@ -293,7 +293,7 @@ def test_train_help_shows_the_values_of_the_preset_it_names():
     fast, dcgan = console("train", "--help"), console("train", "--model", "dcgan", "--help")
     assert fast.returncode == 0 and dcgan.returncode == 0
     assert "--batch_size=8\n" in fast.stdout and "--g_lr=0.0004\n" in fast.stdout
-    assert "--batch_size=64\n" in dcgan.stdout and "--g_lr=0.0002\n" in dcgan.stdout
+    assert "--batch_size=128\n" in dcgan.stdout and "--g_lr=0.0002\n" in dcgan.stdout  # the tutorial's batch
     assert "--model dcgan trains with" in dcgan.stdout
     by_type = train_py("--TYPE", "train", "--model", "illustration", "--help")
     assert "--batch_size=32\n" in by_type.stdout and "--minibatch_kernels=100\n" in by_type.stdout
