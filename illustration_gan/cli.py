@@ -94,7 +94,7 @@ flags.DEFINE_float("ema_kimg", 0.0, "Half-life (thousands of images) of the gene
 flags.DEFINE_float("lr_decay", 0.0, "Final share of the run (of --epochs, or of --max_minutes when set) over which "
                    "both learning rates fall linearly to 0; 0 = constant. [preset]", lower_bound=0, upper_bound=1)
 # Run
-flags.DEFINE_integer("seed", 0, "Random seed: initial weights, z, data order and flips, generation.")
+flags.DEFINE_integer("seed", 0, "Random seed: initial weights, z, data order and flips, generation.", lower_bound=0, upper_bound=2**32 - 1)
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multiworker"], "tf.distribute strategy.")
 flags.DEFINE_integer("cpu_replicas", 2, "--strategy mirrored without GPUs: logical CPU devices.", lower_bound=1)
 flags.DEFINE_enum("precision", "auto", ["auto", "float32", "mixed_float16", "mixed_bfloat16"],

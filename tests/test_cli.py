@@ -212,3 +212,13 @@ def test_training_times_thread_pools_in_children_logs_quietly_skips_large_images
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "child process" not in resumed.stdout and "epoch 2/2" in resumed.stdout
     assert f"thread pools: {timed['threads']} (intra-op, inter-op threads; as this run was timed)" in resumed.stdout
+
+
+@pytest.mark.parametrize("command", ["train", "generate"])
+def test_a_seed_out_of_range_is_one_line_before_any_folder(command, tmp_path):
+    """Issue 49, item 14: numpy's seeding (Keras' set_random_seed) takes 0 to 2**32 - 1; 2**63 was a traceback
+    after the run folder was made."""
+    result = console(command, "--seed", str(2**63), "--run_root", str(tmp_path / "runs"),
+                     "--output", str(tmp_path / "out"))
+    assert result.returncode != 0 and "--seed" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "out").exists()

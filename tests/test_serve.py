@@ -495,3 +495,21 @@ def test_the_real_server_answers_json_and_names_no_versions(run, capsys):
             answer = json.loads(body)
             assert answer["status"] == expected and answer["error"], name
             assert len(answer["error"]) < 400 and b"<" not in body, name
+
+
+def test_a_nan_loss_is_sent_as_null_so_the_answer_stays_json(client, run):
+    """Issue 49, item 10: stats.jsonl may hold NaN (Python writes it), which is not JSON."""
+    path = run / "stats.jsonl"
+    kept = path.read_text()
+    path.write_text(kept + '{"epoch": 2, "step": 4, "d_loss": NaN, "g_loss": Infinity, "d_real": 0.5}\n')
+    try:
+        text = client.get("/api/run").get_data(as_text=True)
+    finally:
+        path.write_text(kept)
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    summary = json.loads(text, parse_constant=refuse)
+    assert summary["last_epoch"] == {"d_loss": None, "g_loss": None, "d_real": 0.5}
+    assert summary["epochs_done"] == 2

@@ -36,6 +36,7 @@ import threading
 import time
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request, send_file
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import BadRequest, HTTPException, NotFound, RequestEntityTooLarge, RequestURITooLarge
 from werkzeug.serving import WSGIRequestHandler
 
@@ -134,6 +135,27 @@ def _image_response(body: bytes, mimetype: str, download_name: str | None = None
 
 
 # ----------------------------------------------------------------------------- limits, errors, headers
+
+
+class _FiniteJSON(DefaultJSONProvider):
+    """JSON with NaN and infinities sent as null: Python writes them (a diverged run's stats.jsonl
+    holds NaN), but they are not JSON (RFC 8259) and a browser's JSON.parse refuses the whole answer."""
+
+    sort_keys = False
+
+    def dumps(self, obj, **kwargs):
+        return super().dumps(_finite(obj), allow_nan=False, **kwargs)
+
+
+def _finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
 
 
 @routes.before_app_request
@@ -272,7 +294,7 @@ def create_app(run_dir: str, dataset_path: str | None = None, max_faces: int = 2
     explorer = Explorer(run_dir, dataset_path, max_faces)
     app = Flask(__name__, static_folder=STATIC_DIR, static_url_path="/static")
     app.config["MAX_CONTENT_LENGTH"] = MAX_CONTENT_BYTES
-    app.json.sort_keys = False
+    app.json = _FiniteJSON(app)
     app.extensions[EXTENSION] = explorer
     app.register_blueprint(routes)
     return app
