@@ -211,7 +211,8 @@ def run_train():
     if FLAGS.resume:
         run_dir = run_folder.resolve_run_dir(FLAGS.resume, FLAGS.run_root)
         config = run_folder.read_config(run_dir)
-        recorded = run_folder.read_json(os.path.join(run_dir, run_folder.OPTIONS_FILE)).get("precision_auto", {})
+        recorded = run_folder.read_options(run_dir).get("precision_auto")
+        recorded = recorded if isinstance(recorded, dict) else {}
         # What a run may change when it continues: how long it goes on and how many checkpoints it keeps.
         changes = {name: FLAGS[name].value for name in ("epochs", "max_minutes", "keep_checkpoints") if FLAGS[name].present}
         config = config_lib.resolve(config.preset, {**_flat(config), **changes})

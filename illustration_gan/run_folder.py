@@ -15,6 +15,7 @@ runs/00003-faces-illustration/
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import glob
 import json
 import math
@@ -106,22 +107,68 @@ def training_options(config, source, replicas: int, precision_auto: dict | None 
     }
 
 
-def read_config(run_dir: str):
-    """The Config a run was trained with, from its training_options.json."""
-    from illustration_gan.config import Config
+_RESTORE = "; the run's settings are recorded only there, so restore it from a backup or start a new run"
 
+
+class DamagedFile(UserError, ValueError):
+    """A run's JSON file that is not what was written (torn, empty, another type): one line naming it.
+    A ValueError too, so readers that tolerate a missing or unreadable file tolerate this one."""
+
+
+def read_options(run_dir: str) -> dict:
+    """A run's training_options.json, checked to be an object holding a "config" object."""
     path = os.path.join(run_dir, OPTIONS_FILE)
     if not os.path.exists(path):
         raise UserError(f"cannot find {OPTIONS_FILE} in {run_dir}")
-    return Config.from_json(read_json(path)["config"])
+    try:
+        options = read_json(path)
+    except DamagedFile as error:
+        raise DamagedFile(f"{error}{_RESTORE}") from None
+    if not isinstance(options.get("config"), dict):
+        raise DamagedFile(f"{path} is damaged: it holds no \"config\" object{_RESTORE}")
+    return options
+
+
+def read_config(run_dir: str):
+    """The Config a run was trained with, from its training_options.json: a DamagedFile error (one
+    line) when the file or a setting in it is not what a run writes."""
+    from illustration_gan import config as config_lib
+
+    path = os.path.join(run_dir, OPTIONS_FILE)
+    recorded = read_options(run_dir)["config"]
+    try:
+        config = config_lib.Config.from_json(recorded)
+    except (AttributeError, TypeError) as error:  # "model": [...], an unknown nested shape
+        raise DamagedFile(f"{path} is damaged: its config does not parse ({error}){_RESTORE}") from None
+    for group in (config, config.model, config.training):
+        for field in dataclasses.fields(group):
+            value, default = getattr(group, field.name), field.default
+            if default is not dataclasses.MISSING and not _same_kind(value, default):
+                kind = {bool: "true or false", int: "an integer", float: "a number"}.get(type(default), "a string")
+                raise DamagedFile(f"{path} is damaged: {field.name} is {json.dumps(value)[:40]}, not {kind}{_RESTORE}")
+    try:
+        config_lib.validate(config)
+    except UserError as error:
+        raise DamagedFile(f"{path} is damaged: {error}{_RESTORE}") from None
+    return config
+
+
+def _same_kind(value, default) -> bool:
+    """Whether a recorded value has the type of its field's default (an int where a float is due is)."""
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    return isinstance(value, type(default))
 
 
 def dataset_path(run_dir: str) -> str:
     """The folder (or shards) a run trained on, as recorded in its options: the absolute path
     when the run recorded one (a relative --path means nothing from another folder)."""
-    options = read_json(os.path.join(run_dir, OPTIONS_FILE))
-    dataset = options.get("dataset", {})
-    return dataset.get("absolute_path") or dataset.get("path") or options["config"].get("path", "")
+    options = read_options(run_dir)
+    dataset = options.get("dataset") if isinstance(options.get("dataset"), dict) else {}
+    path = dataset.get("absolute_path") or dataset.get("path") or options["config"].get("path", "")
+    return path if isinstance(path, str) else ""
 
 
 def check_writable(folder: str) -> None:
@@ -165,8 +212,16 @@ def write_json(path: str, data: dict) -> None:
 
 
 def read_json(path: str) -> dict:
-    with open(path) as f:
-        return json.load(f)
+    """A JSON object from `path`; DamagedFile (one line) when the file is torn, empty or holds another type."""
+    try:
+        with open(path, "rb") as f:
+            data = json.loads(f.read())
+    except ValueError as error:  # JSONDecodeError, or bytes that are not text
+        reason = "it is empty" if os.path.getsize(path) == 0 else f"it is not JSON ({error})"
+        raise DamagedFile(f"{path} is damaged: {reason}") from None
+    if not isinstance(data, dict):
+        raise DamagedFile(f"{path} is damaged: it holds {json.dumps(data)[:40]}, not a JSON object")
+    return data
 
 
 def append_jsonl(path: str, record: dict) -> None:

@@ -40,7 +40,7 @@ from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import BadRequest, HTTPException, NotFound, RequestEntityTooLarge, RequestURITooLarge
 from werkzeug.serving import WSGIRequestHandler
 
-from illustration_gan import UserError
+from illustration_gan import UserError, run_folder
 from illustration_gan.serve.explorer import FID_FILE, MAX_SEED, Explorer, Unavailable, resolve_dataset_path
 
 __all__ = ["FID_FILE", "create_app", "explorer_of", "make_server", "resolve_dataset_path", "serve"]
@@ -363,6 +363,10 @@ def serve(run_dir: str, dataset_path: str | None = None, host: str = "127.0.0.1"
         raise UserError(f"--path {dataset_path} does not exist")
     app = create_app(run_dir, dataset_path)
     explorer = explorer_of(app)
+    try:
+        run_folder.read_options(run_dir)
+    except run_folder.DamagedFile as error:  # the generator does not need it: serve, and say so
+        print(f"WARNING: {error}. The page shows the run without its settings.", file=sys.stderr, flush=True)
     if not _is_loopback(host):
         message = (f"serving on {host or 'all interfaces'}, not only on this computer: anyone who can reach "
                    f"port {port} can use the page (there is no login). Use --host 127.0.0.1 to keep it local.")
