@@ -277,22 +277,24 @@ def checkpoint_step(prefix: str) -> int:
     return int(found.group(1)) if found else -1
 
 
-def restore_newest_checkpoint(checkpoint, directory: str, warn=print, older=None) -> str | None:
+def restore_newest_checkpoint(checkpoint, directory: str, warn=print, older=None, first: str = "") -> str | None:
     """Restores the newest checkpoint of `directory` that restores whole into `checkpoint`
     (a tf.train.Checkpoint) and returns its prefix, or None if there is none. A damaged one
     (missing index, truncated or corrupt data) is skipped with a line saying why, never deleted.
     `older`, if given, is the checkpoint object of runs written before `checkpoint` gained items:
-    a checkpoint that restores whole into it is not damaged, only older."""
+    a checkpoint that restores whole into it is not damaged, only older. `first`, if given, is a
+    prefix to try before the others. `checkpoint` may hold part of what was saved (a generator)."""
     import tensorflow as tf
 
-    for prefix in checkpoint_prefixes(directory):
+    prefixes = checkpoint_prefixes(directory)
+    for prefix in [first] * bool(first) + [p for p in prefixes if p != first]:
         try:
             try:
-                checkpoint.restore(prefix).assert_existing_objects_matched()
+                checkpoint.restore(prefix).assert_existing_objects_matched().expect_partial()
             except AssertionError:
                 if older is None:
                     raise
-                older.restore(prefix).assert_existing_objects_matched()
+                older.restore(prefix).assert_existing_objects_matched().expect_partial()
             return prefix
         except (tf.errors.OpError, ValueError, AssertionError, IndexError) as error:
             reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
