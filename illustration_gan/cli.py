@@ -221,6 +221,14 @@ def run_train():
     if FLAGS.dry_run:
         print(config_lib.dumps(config))
         return 0
+    if FLAGS.fid_every:  # a missing or broken weight file is refused here, before any folder or timing
+        from illustration_gan import metrics
+
+        try:
+            metrics.check_fid_weights(FLAGS.fid_weights or None)
+            metrics.sample_count_note(FLAGS.num_real, FLAGS.num_samples)
+        except (metrics.FIDWeightsNotFound, metrics.FIDWeightsInvalid, metrics.TooFewSamples) as error:
+            raise UserError(str(error)) from None
     if not FLAGS.resume:
         for note in filter(None, (config_lib.batch_note(config), config_lib.decay_note(config))):
             print(note, flush=True)

@@ -222,3 +222,18 @@ def test_a_seed_out_of_range_is_one_line_before_any_folder(command, tmp_path):
                      "--output", str(tmp_path / "out"))
     assert result.returncode != 0 and "--seed" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "runs").exists() and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("weights", ["random bytes", "missing"])
+def test_fid_weights_that_are_broken_or_missing_are_refused_before_the_run_folder(tiny_folder, tmp_path, weights):
+    """Issue 49, item 15: a traceback (random bytes) or the instructions after an empty run folder was made."""
+    path = tmp_path / "weights.npz"
+    if weights == "random bytes":
+        path.write_bytes(np.random.default_rng(0).bytes(5000))
+    runs = tmp_path / "runs"
+    result = console("train", "--path", str(tiny_folder), *TINY, "--precision", "float32", "--run_root", str(runs),
+                     "--fid_every", "1", "--fid_weights", str(path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    first = result.stderr.splitlines()[0]  # the missing file's message goes on with how to get the file
+    assert first.startswith("error: ") and str(path) in first and ("does not exist" in first) == (weights == "missing")
+    assert not runs.exists()
