@@ -162,13 +162,30 @@ def _same_kind(value, default) -> bool:
     return isinstance(value, type(default))
 
 
+def recorded_dataset(options: dict) -> dict:
+    """The "dataset" record of a run's options ({} when there is none, or it is not an object)."""
+    dataset = options.get("dataset")
+    return dataset if isinstance(dataset, dict) else {}
+
+
 def dataset_path(run_dir: str) -> str:
     """The folder (or shards) a run trained on, as recorded in its options: the absolute path
     when the run recorded one (a relative --path means nothing from another folder)."""
     options = read_options(run_dir)
-    dataset = options.get("dataset") if isinstance(options.get("dataset"), dict) else {}
+    dataset = recorded_dataset(options)
     path = dataset.get("absolute_path") or dataset.get("path") or options["config"].get("path", "")
     return path if isinstance(path, str) else ""
+
+
+def dataset_change(run_dir: str, source, batch_size: int) -> str | None:
+    """The line a resumed run starts with when its images are not as many as its options record:
+    how many there are, and how many steps an epoch now has. None when the count is the same."""
+    before = recorded_dataset(read_options(run_dir)).get("num_images")
+    if not isinstance(before, int) or before == source.num_images:
+        return None
+    return (f"the dataset has changed since this run recorded it: {source.num_images} usable images in {source.path} "
+            f"({before} then). The epochs left have {source.num_images // batch_size} steps of {batch_size} images "
+            f"({before // batch_size} before), the one in progress what is left of them; --epochs still counts epochs")
 
 
 def check_writable(folder: str) -> None:

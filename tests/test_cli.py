@@ -211,6 +211,7 @@ def test_training_times_thread_pools_in_children_logs_quietly_skips_large_images
                              text=True, timeout=600, env=env)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "child process" not in resumed.stdout and "epoch 2/2" in resumed.stdout
+    assert "dataset has changed" not in resumed.stdout  # the recorded --max_megapixels 0.01 still leaves big.png out
     assert f"thread pools: {timed['threads']} (intra-op, inter-op threads; as this run was timed)" in resumed.stdout
 
 
@@ -237,3 +238,27 @@ def test_fid_weights_that_are_broken_or_missing_are_refused_before_the_run_folde
     first = result.stderr.splitlines()[0]  # the missing file's message goes on with how to get the file
     assert first.startswith("error: ") and str(path) in first and ("does not exist" in first) == (weights == "missing")
     assert not runs.exists()
+
+
+def test_resume_refuses_flags_that_differ_from_the_recorded_run_in_one_line(tiny_folder, tmp_path):
+    """Issue 49, item 7: --resume with another --image_size, --g_lr or --model trained at the recorded
+    settings and said nothing. Flags repeating the recorded values, and the three a resume may change, pass."""
+    from illustration_gan import config as config_lib
+    from illustration_gan import data, run_folder
+
+    run = tmp_path / "run"
+    run.mkdir()
+    config = config_lib.resolve("dcgan", dict(image_size=32, g_width=8, d_width=8, z_dim=16, batch_size=16,
+                                              precision="float32", path=str(tiny_folder)))
+    run_folder.write_json(str(run / run_folder.OPTIONS_FILE),
+                          run_folder.training_options(config, data.scan(str(tiny_folder)), 1))
+    refused = console("train", "--resume", str(run), "--image_size", "64", "--g_lr", "1e-3", "--model", "fast",
+                      "--batch_size", "16", "--path", str(tiny_folder), "--dry_run")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+    (line,) = refused.stderr.strip().splitlines()
+    assert "--image_size 64 (recorded 32)" in line and "--g_lr 0.001 (recorded 0.0002)" in line
+    assert "--model fast (recorded dcgan)" in line and "--batch_size" not in line and "--path" not in line
+    accepted = console("train", "--resume", str(run), "--image_size", "32", "--model", "dcgan", "--epochs", "7",
+                       "--path", os.path.relpath(tiny_folder, ROOT), "--dry_run")
+    assert accepted.returncode == 0, accepted.stderr
+    assert json.loads(accepted.stdout)["epochs"] == 7

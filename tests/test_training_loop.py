@@ -304,3 +304,25 @@ def test_max_minutes_is_the_whole_runs_budget_across_a_resume(tmp_path, noise_fa
     training.train(_tiny(epochs=2), source, run_dir, strategy, resume=True)
     first, second = run_folder.read_jsonl(os.path.join(run_dir, "stats.jsonl"))
     assert second["training_minutes"] * 60 >= first["training_minutes"] * 60 + second["epoch_seconds"]
+
+
+def test_a_resumed_run_on_fewer_images_says_so_and_counts_its_epochs_by_them(tmp_path, noise_faces, capsys):
+    """Issue 49, item 6: after the dataset shrank from 32 to 16 images, the resumed epoch 3 ran one step
+    (its start was reckoned at 2 epochs of today's 2 steps, not the 8 steps the run had taken), unannounced."""
+    from illustration_gan import data
+
+    source = noise_faces(32)  # 4 steps of 8
+    run_dir = tmp_path / "run"
+    strategy = tf.distribute.get_strategy()
+    training.train(_tiny(epochs=2), source, str(run_dir), strategy)
+    for i in range(16, 32):
+        (tmp_path / "faces" / f"{i}.png").unlink()
+    capsys.readouterr()
+    training.train(_tiny(epochs=3), data.scan(str(tmp_path / "faces")), str(run_dir), strategy, resume=True)
+    out = capsys.readouterr().out
+    assert f"16 usable images in {tmp_path / 'faces'} (32 then)" in out
+    assert "The epochs left have 2 steps of 8 images (4 before)" in out
+    records = run_folder.read_jsonl(str(run_dir / "stats.jsonl"))
+    assert [r["step"] for r in records] == [4, 8, 10] and records[-1]["d_updates"] == 2
+    training.train(_tiny(epochs=3), data.scan(str(tmp_path / "faces")), str(run_dir), strategy, resume=True)
+    assert "dataset has changed" in capsys.readouterr().out  # the options keep what the run started with
