@@ -71,8 +71,9 @@ def load_sampler(run_dir: str = "", checkpoint: str = "", run_root: str = "runs"
         checkpoints = os.path.join(run_dir, "checkpoints")
         raise UserError(
             f"{path} is damaged ({os.path.getsize(path):,} bytes; Keras: {reason}); generate from the run's newest "
-            f"checkpoint instead with --checkpoint {checkpoints}, or train on with --TYPE train --resume {run_dir} "
-            "and a larger --epochs, which writes it again"
+            f"checkpoint instead with --checkpoint {checkpoints} (its live generator, without the weight average a "
+            f"run with --ema_kimg saves), or train on with --TYPE train --resume {run_dir} and a larger --epochs, "
+            "which writes the file again"
         ) from None
 
 
@@ -94,11 +95,9 @@ def _generator_from_checkpoint(checkpoint: str, warn=print) -> Generator:
             )
     run_dir = os.path.dirname(os.path.abspath(folder))
     config = run_folder.read_config(run_dir)
-    generator = build_networks(config.model).generator
-    # The generator generator.keras holds: the weight average, when the run keeps one.
-    part = "ema_generator" if config.training.ema_kimg > 0 else "generator"
+    generator = build_networks(config.model).generator  # the live generator (experiments/ema_halflives.py's "none")
     skipped = []
-    restored = run_folder.restore_newest_checkpoint(tf.train.Checkpoint(**{part: generator}), folder,
+    restored = run_folder.restore_newest_checkpoint(tf.train.Checkpoint(generator=generator), folder,
                                                     warn=skipped.append, first=wanted)
     for line in skipped:
         warn(line)

@@ -232,18 +232,3 @@ def test_a_truncated_generator_keras_is_called_damaged_with_the_way_back(generat
     assert f"--checkpoint {run / 'checkpoints'}" in message and f"--resume {run}" in message
     assert generate.load_sampler(checkpoint=str(run / "checkpoints")).z_dim == 16  # the way it names works
 
-
-def test_a_checkpoint_of_a_run_with_a_weight_average_gives_the_images_of_its_generator_keras(tmp_path, noise_faces):
-    """--checkpoint restores what generator.keras holds: the weight average (EMA) when the run keeps one."""
-    import tensorflow as tf
-
-    from illustration_gan import config as config_lib
-    from illustration_gan import training
-
-    config = config_lib.resolve("dcgan", dict(image_size=32, g_width=4, d_width=4, z_dim=8, batch_size=8, epochs=1,
-                                              update_order="simultaneous", ema_kimg=0.01))
-    run = tmp_path / "run"
-    training.train(config, noise_faces(16), str(run), tf.distribute.get_strategy())
-    from_file = generate.load_sampler(str(run)).sample_uint8(4, seed=1)
-    from_checkpoint = generate.load_sampler(checkpoint=str(run / "checkpoints")).sample_uint8(4, seed=1)
-    np.testing.assert_array_equal(from_checkpoint, from_file)
