@@ -123,8 +123,8 @@ def time_training(preset: str, image_size: int, batch: int, steps: int, extra: d
     g_flops = forward_flops(trainer.generator, (config.model.z_dim,))
     d_flops = forward_flops(trainer.discriminator, (image_size, image_size, 3))
     train_flops = 3 * (g_flops + 2 * d_flops)
-    if trainer.z_predictor is not None:
-        train_flops += 3 * forward_flops(trainer.z_predictor, (4 * 4 * 512,))
+    if trainer.networks.z_predictor is not None:
+        train_flops += 3 * forward_flops(trainer.networks.z_predictor, (4 * 4 * 512,))
     return {
         "model": preset + (" " + " ".join(f"{k}={v}" for k, v in extra.items()) if extra else ""),
         "train_img_s": train_rate,

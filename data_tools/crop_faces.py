@@ -20,7 +20,13 @@ shards `faces-00000-of-0000N.tfrecord` that `train.py --path` reads),
 manifest.jsonl, rejected.jsonl, sources.jsonl and, with --preview, a contact
 sheet .preview.png (hidden, so the trainer does not take it for a face).
 Running again on the same --output resumes: illustrations already done are
-skipped, nothing is overwritten. The input folder is only ever read.
+skipped, nothing is overwritten; a full disk stops the run with one line and
+the same command resumes once there is room. One run at a time writes an
+--output (a lock, illustration_gan/folder_lock.py): a second one stops with
+one line naming the first. The input folder is only ever read: --output and
+--preview_path must lie outside it, and a folder inside it that this tool
+made (it holds a manifest.jsonl or sources.jsonl) is skipped with a warning
+rather than cropped again.
 
 The detector is downloaded on first use into the Keras cache
 (~/.keras/models/lbpcascade_animeface.xml, sha256-checked); --cascade uses a
@@ -33,6 +39,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import concurrent.futures.process
+import contextlib
 import dataclasses
 import multiprocessing
 import os
@@ -50,6 +57,7 @@ import numpy as np
 
 from data_tools import cascade as cascade_lib
 from data_tools import face_cropping, face_dataset, image_io, preview
+from illustration_gan import UserError, folder_lock, run_folder
 
 DROP_REASONS = ("too_small", "monochrome", "flat", "duplicate", "near_duplicate", "name_conflict")
 PREVIEW_ILLUSTRATIONS = 6
@@ -110,30 +118,41 @@ class Summary:
 # Inputs
 
 
-def check_paths(input_dir: str, output_dir: str) -> str | None:
-    """The problem with --input / --output, or None."""
+def check_paths(input_dir: str, output_dir: str, preview_path: str = "") -> str | None:
+    """The problem with --input / --output / --preview_path, or None."""
     if not input_dir or not os.path.isdir(input_dir):
         return f"--input {input_dir!r} is not a folder"
     if not output_dir:
         return "--output is required"
-    inp, out = Path(input_dir).resolve(), Path(output_dir).resolve()
-    if out == inp or inp in out.parents:
-        return f"--output {output_dir} is inside --input {input_dir}; the input folder is never written to"
+    for flag, path in (("--output", output_dir), ("--preview_path", preview_path)):
+        if path and _inside(path, input_dir):
+            return f"{flag} {path} is inside --input {input_dir}; the input folder is never written to"
     return None
 
 
-def list_sources(input_dir: str) -> tuple[list[str], list[str]]:
-    """(image files, other files) below input_dir, relative with "/", sorted."""
-    images, others = [], []
+def _inside(path: str, folder: str) -> bool:
+    """`path` is `folder` or below it, by its name or by where links lead."""
+    pairs = ((os.path.abspath(path), os.path.abspath(folder)), (os.path.realpath(path), os.path.realpath(folder)))
+    return any(os.path.commonpath([p, f]) == f for p, f in pairs)
+
+
+def list_sources(input_dir: str) -> tuple[list[str], list[str], list[str]]:
+    """(image files, other files, folders this tool made) below input_dir, relative with "/",
+    sorted. The files of those folders (its earlier outputs) are not listed."""
+    images, others, made_here = [], [], []
     for root, dirs, files in os.walk(input_dir):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         rel_root = os.path.relpath(root, input_dir)
+        if rel_root != "." and (face_dataset.MANIFEST in files or face_dataset.SOURCES in files):
+            made_here.append(rel_root.replace(os.sep, "/"))
+            dirs[:] = []
+            continue
         for name in files:
             if name.startswith("."):
                 continue
             rel = name if rel_root == "." else f"{rel_root}/{name}".replace(os.sep, "/")
             (images if name.lower().endswith(image_io.IMAGE_EXTENSIONS) else others).append(rel)
-    return sorted(images), sorted(others)
+    return sorted(images), sorted(others), sorted(made_here)
 
 
 def _results(cfg: Config, settings: face_cropping.CropSettings, todo: list[str], thumbs: set[str]):
@@ -222,16 +241,37 @@ def _hms(seconds: float) -> str:
 
 
 def run(cfg: Config, stdout=None, stderr=None) -> Summary:
-    """Builds (or resumes) the dataset described by `cfg`; prints the summary."""
+    """Builds (or resumes) the dataset described by `cfg`; prints the summary. Raises
+    folder_lock.FolderLocked while another run writes into --output."""
     stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
     start = time.perf_counter()
-    problem = check_paths(cfg.input, cfg.output)
+    problem = check_paths(cfg.input, cfg.output, cfg.preview_path)
     if problem:
         raise CropFacesError(problem)
 
     def warn(message: str) -> None:
         print(f"warning: {message}", file=stderr)
 
+    lock = contextlib.nullcontext() if cfg.dry_run else folder_lock.hold(cfg.output, "crop_faces", warn)
+    try:
+        with lock:
+            summary = _build(cfg, warn, stderr)
+    except folder_lock.FolderLocked:
+        raise
+    except UserError as error:  # the lock's: --output cannot be made or written
+        raise CropFacesError(str(error)) from None
+    except OSError as error:  # a full disk, a folder that cannot be written: what is recorded stays
+        where = error.filename or cfg.output
+        raise CropFacesError(
+            f"could not write {where}: {error.strerror or error} ({run_folder.free_space(cfg.output)}); the "
+            "illustrations finished so far are recorded: make room and run the same command to resume"
+        ) from None
+    summary.seconds = time.perf_counter() - start
+    print_summary(cfg, summary, stdout)
+    return summary
+
+
+def _build(cfg: Config, warn, stderr) -> Summary:
     try:  # the output folder first: it is the cheaper check
         dataset = face_dataset.FaceDataset(
             cfg.output, cfg.format, cfg.size, cfg.margin, cfg.shard_size, cfg.dry_run, warn
@@ -241,7 +281,17 @@ def run(cfg: Config, stdout=None, stderr=None) -> Summary:
     except (face_dataset.DatasetError, cascade_lib.CascadeUnavailable, ValueError) as e:
         raise CropFacesError(str(e)) from None
     summary = Summary(workers=cfg.workers)
-    sources, summary.ignored = list_sources(cfg.input)
+    sources, summary.ignored, made_here = list_sources(cfg.input)
+    if made_here:
+        shown = ", ".join(made_here[:5]) + (", ..." if len(made_here) > 5 else "")
+        warn(f"skipping {len(made_here)} folder(s) inside --input that this tool made (its earlier output, "
+             f"with {face_dataset.MANIFEST}); their faces are not cropped again: {shown}")
+    if cfg.preview and cfg.preview_path:
+        target = os.path.realpath(cfg.preview_path)
+        linked = [s for s in sources + summary.ignored if os.path.realpath(os.path.join(cfg.input, s)) == target]
+        if linked:
+            raise CropFacesError(f"--preview_path {cfg.preview_path} is the input file {linked[0]} (through a "
+                                 "link); the input is never written to")
     summary.images_found = len(sources)
     todo = [s for s in sources if not dataset.is_done(s)]
     summary.already_done = len(sources) - len(todo)
@@ -281,8 +331,6 @@ def run(cfg: Config, stdout=None, stderr=None) -> Summary:
     if cfg.preview:
         summary.preview_path = cfg.preview_path or os.path.join(cfg.output, face_dataset.PREVIEW)
         _write_preview(summary.preview_path, illustrations, kept, dropped)
-    summary.seconds = time.perf_counter() - start
-    print_summary(cfg, summary, stdout)
     return summary
 
 
@@ -430,12 +478,12 @@ def define_flags(fv=None) -> None:
                         "the trainer does not read it as a face).", flag_values=fv)
 
     def paths_ok(v):
-        problem = check_paths(v["input"], v["output"]) if v["input"] and v["output"] else None
+        problem = check_paths(v["input"], v["output"], v["preview_path"]) if v["input"] and v["output"] else None
         if problem:
             raise flags.ValidationError(problem)
         return True
 
-    flags.register_multi_flags_validator(["input", "output"], paths_ok, flag_values=fv)
+    flags.register_multi_flags_validator(["input", "output", "preview_path"], paths_ok, flag_values=fv)
     flags.register_validator("cascade", lambda p: not p or os.path.isfile(p),
                              message="--cascade must be an existing file", flag_values=fv)
     flags.register_multi_flags_validator(
@@ -456,6 +504,9 @@ def main(argv) -> int:
         return 2
     try:
         run(config_from_flags(flags.FLAGS))
+    except folder_lock.FolderLocked as e:  # another run writes into --output
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except (CropFacesError, face_dataset.DatasetError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

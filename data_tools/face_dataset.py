@@ -8,6 +8,7 @@ Layout of `--output`:
     rejected.jsonl                  one JSON line per dropped face and its reason
     sources.jsonl                   one JSON line per illustration handled: the resume record
     .preview.png                    contact sheet (--preview); hidden so trainers skip it
+    .illustration-gan.lock          held while a run writes (illustration_gan/folder_lock.py)
 
 Resume: an illustration listed in sources.jsonl with status "ok" is not
 processed again; skipped (unreadable) ones are retried, and a retry adds a
@@ -18,7 +19,13 @@ Nothing is overwritten: a face file that exists but is not in the manifest is
 adopted if its bytes are identical (a run interrupted between the two writes)
 and otherwise left alone, the new face being dropped as "name_conflict".
 A non-empty --output without sources.jsonl is refused, and so is a resume
-with a different --size, --margin or --format.
+with a different --size, --margin or --format; sources.jsonl is created
+before the first face is written, so a folder the tool began is always its own.
+
+A failed write (a full disk) loses nothing recorded: the rows of one
+illustration reach the three records together or not at all (a failed append
+is cut back), and the face files of an illustration that was not recorded are
+removed, so the next run redoes exactly the unrecorded illustrations.
 
 TFRecord: each run writes its own new shards; old shards are never rewritten
 or renamed. Shards are written as hidden `.partial` files and renamed at the
@@ -33,6 +40,7 @@ those illustrations.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -40,13 +48,14 @@ import sys
 
 from data_tools import face_cropping
 from data_tools.cascade import sha256_of
+from illustration_gan.folder_lock import LOCK_FILE
 
 MANIFEST = "manifest.jsonl"
 REJECTED = "rejected.jsonl"
 SOURCES = "sources.jsonl"
 PREVIEW = ".preview.png"
 SHARD_RE = re.compile(r"^faces-(\d{5,})-of-(\d{5,})\.tfrecord$")
-OWN_FILES = {MANIFEST, REJECTED, SOURCES, PREVIEW}
+OWN_FILES = {MANIFEST, REJECTED, SOURCES, PREVIEW, LOCK_FILE}
 
 
 class DatasetError(Exception):
@@ -127,8 +136,9 @@ class FaceDataset:
         self.done_sources = {row["source"] for row in sources if row.get("status") == "ok"}
         # The current record of each source (the last row): a retry with the same outcome adds no row.
         self._source_rows = {row["source"]: _canonical(row) for row in sources}
-        self._check_folder(bool(sources or self.manifest))
+        self._check_folder(bool(self.manifest) or os.path.exists(os.path.join(output, SOURCES)))
         self._pending: dict[str, list[dict]] = {MANIFEST: [], REJECTED: [], SOURCES: []}
+        self._pending_files: list[str] = []  # face files written whose rows are not on disk yet
         self._shards: list[str] = []  # partial shard paths of this run
         self._shard_counts: list[int] = []
         self._writer = None
@@ -194,11 +204,17 @@ class FaceDataset:
         else:
             outcome = "written"
             if not self.dry_run:
-                os.makedirs(self.output, exist_ok=True)
+                self._claim()
                 partial = os.path.join(self.output, f".{name}.partial")
-                with open(partial, "wb") as f:
-                    f.write(face.encoded)
-                os.replace(partial, path)
+                try:
+                    with open(partial, "wb") as f:
+                        f.write(face.encoded)
+                    os.replace(partial, path)
+                except OSError as error:
+                    _remove(partial)
+                    error.filename = error.filename or path  # a failed write does not name its file
+                    raise
+                self._pending_files.append(path)
         self._pending[MANIFEST].append(row)
         return outcome
 
@@ -223,7 +239,7 @@ class FaceDataset:
     def _open_shard(self) -> None:
         if self._writer is not None:
             self._writer.close()
-        os.makedirs(self.output, exist_ok=True)
+        self._claim()
         path = os.path.join(self.output, f".faces-run-{len(self._shards):05d}.tfrecord.partial")
         self._writer = self._tf.io.TFRecordWriter(path)
         self._shards.append(path)
@@ -252,20 +268,37 @@ class FaceDataset:
         if self.fmt != "tfrecord":
             self._flush()
 
+    def _claim(self) -> None:
+        """Before the first write: the folder, with its (maybe empty) resume record."""
+        if not os.path.exists(os.path.join(self.output, SOURCES)):
+            os.makedirs(self.output, exist_ok=True)
+            open(os.path.join(self.output, SOURCES), "a").close()
+
     def _flush(self) -> None:
         if self.dry_run:
             for rows in self._pending.values():
                 rows.clear()
             return
-        # Order matters for resume: faces, then their rejections, then the source.
-        for name in (MANIFEST, REJECTED, SOURCES):
-            rows = self._pending[name]
-            if not rows:
-                continue
-            os.makedirs(self.output, exist_ok=True)
-            with open(os.path.join(self.output, name), "a", encoding="utf-8") as f:
-                f.writelines(json.dumps(row, sort_keys=True) + "\n" for row in rows)
-            rows.clear()
+        names = [name for name in (MANIFEST, REJECTED, SOURCES) if self._pending[name]]
+        if not names:
+            return
+        self._claim()
+        paths = {name: os.path.join(self.output, name) for name in names}
+        sizes = {name: os.path.getsize(p) if os.path.exists(p) else 0 for name, p in paths.items()}
+        name = names[0]
+        try:  # faces, then their rejections, then the source: the order resume relies on
+            for name in names:
+                with open(paths[name], "a", encoding="utf-8") as f:
+                    f.writelines(json.dumps(row, sort_keys=True) + "\n" for row in self._pending[name])
+        except OSError as error:  # all or nothing: cut every record back (a shorter file needs no space)
+            for cut in names:
+                with contextlib.suppress(OSError):
+                    os.truncate(paths[cut], sizes[cut])
+            error.filename = error.filename or paths[name]
+            raise
+        for name in names:
+            self._pending[name].clear()
+        self._pending_files.clear()
 
     def close(self) -> list[str]:
         """Finishes the run; returns the new shard names (tfrecord)."""
@@ -289,16 +322,25 @@ class FaceDataset:
         return names
 
     def abort(self) -> None:
-        """Stops after an error: closes the shard writer, keeps what is recorded."""
+        """Stops after an error: closes the shard writer, keeps what is recorded, and removes the
+        face files of an illustration whose rows are not (it is redone by the next run)."""
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-        if self.fmt != "tfrecord":
-            self._flush()
+        for path in self._pending_files:
+            _remove(path)
+        self._pending_files.clear()
+        for rows in self._pending.values():
+            rows.clear()
 
     def _next_shard_index(self) -> int:
         indices = [int(m.group(1)) for m in map(SHARD_RE.match, os.listdir(self.output)) if m]
         return max(indices) + 1 if indices else 0
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.remove(path)
 
 
 def _canonical(row: dict) -> str:

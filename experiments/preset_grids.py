@@ -8,7 +8,7 @@ machine, so every preset gets the same core-minutes; then samples 16 faces from 
 run's newest checkpoint (the weight average where the preset keeps one) on the same
 seed and writes one figure: a row per preset,
 captioned with the images it saw in that budget. Minutes of training exclude start-up
-and the precision timing (the `--max_minutes` clock starts with the first step).
+(the `--max_minutes` clock starts with the first step).
 """
 
 from __future__ import annotations

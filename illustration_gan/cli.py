@@ -7,8 +7,9 @@
   python train.py --TYPE train ...                # the same program, the command as a flag
 
 Flags marked [preset] take their value from the --model preset unless given
-explicitly (the default shown is the dataclass default); --dry_run prints the
-resolved configuration as JSON and exits.
+explicitly; `--help` shows the values of --model (fast unless given). The config
+flags are generated from the fields of config.py (`config.option`): an option is
+written once. --dry_run prints the resolved configuration as JSON and exits.
 """
 
 from __future__ import annotations
@@ -39,73 +40,46 @@ COMMANDS = {
 flags.DEFINE_enum("TYPE", "train", list(COMMANDS),
                   "What to do: train a run, generate images, evaluate (FID, KID, precision, recall), "
                   "write the nearest-neighbour check, or serve a run's local web page.")
-# Data
-flags.DEFINE_string("path", "", "Training images: a folder (searched recursively), a folder of TFRecord shards, "
-                    "or a glob of shards (gs:// works). Empty: train uses the built-in procedural toy faces; "
-                    "evaluate, nearest and serve use the run's training images.")
+DEFAULT_PRESET = "fast"
+PRESET_GROUPS = (config_lib.MODEL, config_lib.RECIPE)  # the --help groups whose values a preset sets
+
+
+def _define_config_flags() -> list[str]:
+    """One flag per config field declared with `config.option`, from its metadata (help, group,
+    bounds, choices); its default is the default preset's value. Returns the names."""
+    defaults = config_lib.flat(config_lib.resolve(DEFAULT_PRESET, {}))
+    names = []
+    for f in config_lib.flag_fields():
+        meta, name = f.metadata, f.name
+        default = meta["cli_default"] if meta["cli_default"] is not None else defaults[name]
+        text = meta["help"] + (" [preset]" if meta["group"] in PRESET_GROUPS else "")
+        if isinstance(default, bool):
+            flags.DEFINE_bool(name, default, text)
+        elif meta["choices"] and isinstance(default, str):
+            flags.DEFINE_enum(name, default, list(meta["choices"]), text)
+        elif isinstance(default, int):
+            flags.DEFINE_integer(name, default, text, lower_bound=meta["lower"], upper_bound=meta["upper"])
+        elif isinstance(default, float):
+            flags.DEFINE_float(name, default, text, lower_bound=meta["lower"], upper_bound=meta["upper"])
+        else:
+            flags.DEFINE_string(name, default, text)
+        if meta["choices"] and not isinstance(default, str):
+            flags.register_validator(name, lambda v, c=meta["choices"]: v in c,
+                                     message=f"--{name} must be one of {meta['choices']}")
+        names.append(name)
+    return names
+
+
+CONFIG_FLAGS = _define_config_flags()
 flags.DEFINE_float("max_megapixels", MAX_MEGAPIXELS, "Skip images larger than this (decompression-bomb guard; the "
                    "face cropper's cap).", lower_bound=0)
-# Model
-flags.DEFINE_enum("model", "fast", sorted(config_lib.PRESETS),
+flags.DEFINE_enum("model", DEFAULT_PRESET, sorted(config_lib.PRESETS),
                   "Model preset (architecture + training recipe): fast (best measured at a 20-minute CPU budget), "
                   "illustration (IllustrationGAN 2016), dcgan, wgan, dense, pokemon, pokemon-wgan, keras-margin "
-                  "(the sources they reproduce: docs/reproduction.md). See README, Models.")
-flags.DEFINE_integer("image_size", 64, "Training resolution (32, 64, 128 or 256). Default 32 on the toy faces. "
-                     "[preset]")
-flags.DEFINE_integer("z_dim", 100, "Size of the latent vector z. [preset]", lower_bound=1)
-flags.DEFINE_integer("g_width", 64, "Generator channels at the finest level (doubling per level, up to 512). "
-                     "[preset]", lower_bound=1)
-flags.DEFINE_integer("d_width", 64, "Discriminator channels at the finest level. [preset]", lower_bound=1)
-flags.DEFINE_integer("minibatch_kernels", 0, "Minibatch discrimination kernels B (0 = off). [preset]", lower_bound=0)
-flags.DEFINE_bool("spectral_norm", False, "Spectrally normalised discriminator without batch norm (SNGAN; "
-                  "dcgan and fast models). [preset]")
-flags.DEFINE_enum("d_norm", "batch", list(config_lib.D_NORMS), "Normalisation of the discriminator's hidden "
-                  "layers: batch norm (DCGAN, IllustrationGAN) or none (biases instead; dcgan, fast and "
-                  "illustration models). [preset]")
-flags.DEFINE_enum("upsampling", "transposed", list(config_lib.UPSAMPLING), "DCGAN generator's 2x steps: 4x4 "
-                  "stride-2 transposed convolutions, or resize-convolutions (nearest 2x + 3x3 conv, against "
-                  "checkerboard artefacts; dcgan and fast models). [preset]")
-flags.DEFINE_bool("z_predictor", False, "IllustrationGAN's auxiliary z-predictor (illustration model only). [preset]")
-# Training recipe
-flags.DEFINE_integer("batch_size", 64, "Global batch size, split across replicas. [preset]", lower_bound=1)
-flags.DEFINE_integer("epochs", 50, "Epochs to train (total, counting epochs before a resume).", lower_bound=1)
-flags.DEFINE_enum("loss", "minimax", list(config_lib.LOSSES), "GAN loss: minimax (non-saturating G), hinge "
-                  "(SNGAN, SAGAN) or wasserstein (needs a critic, --model wgan). [preset]")
-flags.DEFINE_float("g_lr", 2e-4, "Generator learning rate. [preset]", lower_bound=0)
-flags.DEFINE_float("d_lr", 2e-4, "Discriminator learning rate. [preset]", lower_bound=0)
-flags.DEFINE_enum("balance", "none", list(config_lib.BALANCE_RULES), "When D and G update (see README, Regimes). "
-                  "[preset]")
-flags.DEFINE_enum("update_order", "alternating", list(config_lib.UPDATE_ORDERS), "alternating: D's update, then "
-                  "G's loss from the updated D (every source); simultaneous: both gradients from one forward pass "
-                  "(fast). [preset]")
-flags.DEFINE_integer("n_critic", 1, "G updates on every n-th step (WGAN: 3). [preset]", lower_bound=1)
-flags.DEFINE_float("clip_weights", 0.0, "Clip critic weights to +-value after each step (WGAN); 0 = off. [preset]",
-                   lower_bound=0)
-flags.DEFINE_float("gp_weight", 0.0, "Gradient penalty weight (WGAN-GP); 0 = off. [preset]", lower_bound=0)
-flags.DEFINE_float("r1_gamma", 0.0, "R1 penalty gamma on real images (minimax loss); 0 = off. [preset]",
-                   lower_bound=0)
-flags.DEFINE_string("augment", "", "DiffAugment policy for D's inputs: comma list of color, translation, cutout "
-                    "('' = off). [preset]")
-flags.DEFINE_string("ada_augment", "", "Transforms (of color, translation, cutout; not in --augment) applied to each "
-                    "of D's inputs with an adaptive probability p, raised while D is surer of the reals than "
-                    "ADA's target (ADA); '' = off. [preset]")
-flags.DEFINE_float("ema_kimg", 0.0, "Half-life (thousands of images) of the generator weight average used for "
-                   "samples and generator.keras; 0 = off. [preset]", lower_bound=0)
-flags.DEFINE_float("lr_decay", 0.0, "Final share of the run (of --epochs, or of --max_minutes when set) over which "
-                   "both learning rates fall linearly to 0; 0 = constant. [preset]", lower_bound=0, upper_bound=1)
-# Run
-flags.DEFINE_integer("seed", 0, "Random seed: initial weights, z, data order and flips, generation.", lower_bound=0, upper_bound=2**32 - 1)
-flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multiworker"], "tf.distribute strategy.")
+                  "(the sources they reproduce: docs/reproduction.md). `--model NAME --help` shows its values.")
 flags.DEFINE_integer("cpu_replicas", 2, "--strategy mirrored without GPUs: logical CPU devices.", lower_bound=1)
-flags.DEFINE_enum("precision", "auto", ["auto", "float32", "mixed_float16", "mixed_bfloat16"],
-                  "Keras dtype policy; auto times this model's step at each and takes the fastest.")
-flags.DEFINE_string("run_root", "runs", "Folder holding the run folders.")
 flags.DEFINE_string("run_dir", "", "A run folder: where to train (multi-worker) or which run to use ('' = newest).")
 flags.DEFINE_string("resume", "", "Continue a run from its newest checkpoint: a run folder or 'latest'.")
-flags.DEFINE_float("max_minutes", 0.0, "Stop (with a checkpoint) after this many minutes of training, counting "
-                   "those before a resume; 0 = no limit.",
-                   lower_bound=0)
-flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints to keep.", lower_bound=1)
 flags.DEFINE_bool("dry_run", False, "Print the resolved configuration as JSON and exit.")
 flags.DEFINE_bool("verbose", False, "Show TensorFlow's C++ log lines and INFO messages (hidden by default).")
 # Generate
@@ -115,13 +89,15 @@ flags.DEFINE_string("output", "", "Output of generate ('' = a new generated-NNN/
 flags.DEFINE_string("checkpoint", "", "Generate from this checkpoint (prefix or checkpoints/ folder) instead of "
                     "generator.keras.")
 flags.DEFINE_bool("overwrite", False, "Allow generate to replace existing files.")
+flags.DEFINE_bool("best", False, "generate and serve: the generator of the lowest FID (generator-best.keras, kept "
+                  "by training with --fid_every) instead of the newest.")
 # Evaluate
 flags.DEFINE_string("compare_path", "", "evaluate: compare this image folder with --path instead of a generator.")
 flags.DEFINE_integer("num_samples", 5000, "Generated images per evaluation (part of the metric name: fid5k).",
                      lower_bound=2)
 flags.DEFINE_integer("num_real", 5000, "Real images per evaluation (at most).", lower_bound=2)
 flags.DEFINE_string("fid_weights", "", "FID Inception weights (.npz); default: $ILLUSTRATION_GAN_FID_WEIGHTS, then "
-                    "~/.cache/illustration_gan/fid_inception_v3_2015-12-05.npz (see README, Evaluation).")
+                    "~/.cache/illustration_gan/fid_inception_v3_2015-12-05.npz (docs/evaluation.md).")
 flags.DEFINE_integer("fid_every", 0, "train: evaluate FID every N epochs and keep generator-best.keras; 0 = off.",
                      lower_bound=0)
 # Serve
@@ -129,8 +105,6 @@ flags.DEFINE_string("host", "127.0.0.1", "serve: address to listen on (anything 
                     "others).")
 flags.DEFINE_integer("port", 8000, "serve: port.", lower_bound=1, upper_bound=65535)
 
-flags.register_validator("image_size", lambda v: v in config_lib.IMAGE_SIZES,
-                         message=f"--image_size must be one of {config_lib.IMAGE_SIZES}")
 flags.register_multi_flags_validator(
     ["strategy", "run_dir", "TYPE", "resume"],
     lambda f: f["strategy"] != "multiworker" or f["TYPE"] != "train" or bool(f["run_dir"] or f["resume"]),
@@ -143,20 +117,23 @@ flags.register_multi_flags_validator(
     message="--max_minutes is per process; with --strategy multiworker limit the run by --epochs",
 )
 
+
+
+def _train_groups() -> dict[str, str]:
+    groups = {config_lib.DATA: [], config_lib.MODEL: ["model"], config_lib.RECIPE: [], config_lib.RUN: []}
+    for f in config_lib.flag_fields():
+        groups[f.metadata["group"]].append(f.name)
+    groups[config_lib.DATA].append("max_megapixels")
+    groups[config_lib.RUN] += ["cpu_replicas", "run_dir", "resume", "dry_run", "verbose"]
+    groups["FID during training"] = ["fid_every", "num_samples", "num_real", "fid_weights"]
+    return {group: " ".join(names) for group, names in groups.items()}
+
+
 # The flags each command reads, in the groups its --help shows.
 HELP_GROUPS = {
-    "train": {
-        "data": "path max_megapixels",
-        "model": "model image_size z_dim g_width d_width minibatch_kernels spectral_norm d_norm upsampling "
-                 "z_predictor",
-        "training recipe": "batch_size epochs loss g_lr d_lr update_order balance n_critic clip_weights gp_weight r1_gamma "
-                           "augment ada_augment ema_kimg lr_decay",
-        "run": "seed strategy cpu_replicas precision run_root run_dir resume max_minutes keep_checkpoints dry_run "
-               "verbose",
-        "FID during training": "fid_every num_samples num_real fid_weights",
-    },
+    "train": _train_groups(),
     "generate": {
-        "which generator": "run_dir checkpoint run_root",
+        "which generator": "run_dir checkpoint best run_root",
         "images": "img_num seed output overwrite verbose",
     },
     "evaluate": {
@@ -167,23 +144,16 @@ HELP_GROUPS = {
         "nearest-neighbour check": "run_dir run_root path output seed fid_weights verbose",
     },
     "serve": {
-        "web page": "run_dir run_root path host port verbose",
+        "web page": "run_dir run_root best path host port verbose",
     },
 }
 ENVIRONMENT = {
     "ILLUSTRATION_GAN_FID_WEIGHTS": "the FID Inception weights file (when --fid_weights is not given)",
     "ILLUSTRATION_GAN_CACHE": "the cache root (toy faces, real-image features); default ~/.cache/illustration_gan",
-    "ILLUSTRATION_GAN_CHILD_ROUNDS": "child processes per thread-pool setting when --precision auto times the "
-                                     "pools (default 2, alternating)",
     "ILLUSTRATION_GAN_KEEP_WORKER_FILES": "=1: multiworker training keeps non-chief workers' scratch checkpoints "
                                           "(run_dir/.workerN-scratch) for inspection",
 }
 
-CONFIG_FLAGS = (
-    "image_size z_dim g_width d_width minibatch_kernels spectral_norm d_norm upsampling z_predictor batch_size loss "
-    "g_lr d_lr update_order balance n_critic clip_weights gp_weight r1_gamma augment ada_augment ema_kimg lr_decay epochs seed "
-    "strategy precision run_root max_minutes keep_checkpoints"
-).split()
 TOY_DEFAULTS = {"image_size": 32, "epochs": 10}  # the first-run default: minutes on a laptop CPU
 TOY_COUNT = 4096  # procedural toy faces when --path is empty
 NEAREST_COUNT, NEAREST_K = 8, 5  # generated images in the nearest picture's top row, neighbours below each
@@ -199,7 +169,7 @@ def resolved_config() -> config_lib.Config:
         for name, value in TOY_DEFAULTS.items():
             overrides.setdefault(name, value)
     overrides["path"] = FLAGS.path
-    overrides["precision"] = FLAGS.precision  # "auto" unless given: timed when the run starts (training/precision.py)
+    overrides["precision"] = FLAGS.precision  # "auto" unless given: decided when the run starts (training/precision.py)
     return config_lib.resolve(FLAGS.model, overrides)
 
 
@@ -219,7 +189,7 @@ def run_train():
         cap = run_folder.recorded_dataset(options).get("max_megapixels")
         if isinstance(cap, (int, float)) and not FLAGS["max_megapixels"].present:
             max_megapixels = cap  # the images the run trained on, unless another cap is asked for
-        config = config_lib.resolve(config.preset, {**_flat(config), **changes})
+        config = config_lib.resolve(config.preset, {**config_lib.flat(config), **changes})
     else:
         config = resolved_config()
     if FLAGS.dry_run:
@@ -290,10 +260,10 @@ def refuse_changed_settings(run_dir: str, config: config_lib.Config, options: di
     """
     from illustration_gan import UserError, run_folder
 
-    recorded = {**_flat(config), "model": config.preset}
+    recorded = {**config_lib.flat(config), "model": config.preset}
     dataset = run_folder.recorded_dataset(options)
     differ = []
-    for name in ["model", "path", *CONFIG_FLAGS]:
+    for name in dict.fromkeys(["model", "path", *CONFIG_FLAGS]):
         if name in RESUME_CHANGES or name == "run_root" or not FLAGS[name].present:
             continue
         given, kept = FLAGS[name].value, recorded[name]
@@ -316,17 +286,13 @@ def refuse_changed_settings(run_dir: str, config: config_lib.Config, options: di
         )
 
 
-def _flat(config: config_lib.Config) -> dict:
-    data = config.to_json()
-    flat = {**data.pop("model"), **data.pop("training"), **data}
-    flat.pop("preset")
-    return flat
-
-
 def run_generate():
-    from illustration_gan import generate, run_folder
+    from illustration_gan import UserError, generate, run_folder
 
-    sampler = generate.load_sampler(FLAGS.run_dir, FLAGS.checkpoint, FLAGS.run_root)
+    if FLAGS.best and FLAGS.checkpoint:
+        raise UserError("--best and --checkpoint both name a generator: pass one (the best one's checkpoint is "
+                        f"RUN/{run_folder.BEST_CHECKPOINT_DIR})")
+    sampler = generate.load_sampler(FLAGS.run_dir, FLAGS.checkpoint, FLAGS.run_root, best=FLAGS.best)
     if FLAGS.output:
         output = FLAGS.output
     else:
@@ -383,7 +349,7 @@ def run_nearest():
     print(f"wrote {written}: top row generated, below each its {NEAREST_K} nearest training images by pixel MSE")
     if weights is None:
         print("skipped the picture by Inception-feature distance: FID weights not found (pass --fid_weights; "
-              "see README, Evaluation)")
+              "see docs/evaluation.md)")
         return 0
     written = evaluation.nearest_picture(run_dir, path, outputs["inception"], NEAREST_COUNT, NEAREST_K, "inception",
                                          seed=FLAGS.seed, fid_weights=weights)
@@ -395,7 +361,7 @@ def run_serve():
     from illustration_gan import run_folder, serve
 
     run_dir = run_folder.resolve_run_dir(FLAGS.run_dir, FLAGS.run_root)
-    serve.serve(run_dir, FLAGS.path or None, host=FLAGS.host, port=FLAGS.port)
+    serve.serve(run_dir, FLAGS.path or None, host=FLAGS.host, port=FLAGS.port, best=FLAGS.best)
     return 0
 
 
@@ -444,22 +410,37 @@ def import_tensorflow(verbose: bool) -> None:
 # ---------------------------------------------------------------- help
 
 
-def _flag_help(name: str, width: int = 100) -> str:
+def _flag_help(name: str, shown: dict, width: int = 100) -> str:
+    """One flag's help; `shown` holds the values the chosen preset trains with (config flags)."""
     flag = FLAGS[name]
+    value = shown.get(name, flag.default)
     if flag.boolean:
-        head = f"--[no]{name}  (default: {'on' if flag.default else 'off'})"
+        head = f"--[no]{name}  (default: {'on' if value else 'off'})"
     else:
-        head = f"--{name}={flag.default if flag.default not in ('', None) else repr('')}"
+        head = f"--{name}={value if value not in ('', None) else repr('')}"
     body = textwrap.fill(flag.help, width, initial_indent=" " * 8, subsequent_indent=" " * 8)
     return f"    {head}\n{body}"
 
 
-def command_help(command: str, program: str = "illustration-gan") -> str:
+def preset_values(preset: str) -> dict:
+    """The config flags' values a run of `preset` trains with on the command line's defaults."""
+    values = config_lib.flat(config_lib.resolve(preset, {}))
+    return {name: FLAGS[name].default if name == "precision" else values[name] for name in CONFIG_FLAGS}
+
+
+def command_help(command: str, program: str = "illustration-gan", preset: str = DEFAULT_PRESET) -> str:
     invocation = f"{program} {command}" if program == "illustration-gan" else f"{program} --TYPE {command}"
     lines = [f"{invocation} [--flag=value ...]: {COMMANDS[command]}.", ""]
+    shown = {}
+    if command == "train":
+        shown = preset_values(preset)
+        note = (f"Values shown are those --model {preset} trains with ([preset]: set by the preset, overridden by "
+                f"the flag); `--model NAME --help` shows another preset's. Without --path: "
+                + ", ".join(f"--{k}={v}" for k, v in TOY_DEFAULTS.items()) + " unless given.")
+        lines += [textwrap.fill(note, 100), ""]
     for group, names in HELP_GROUPS[command].items():
         lines.append(f"  {group}:")
-        lines.extend(_flag_help(name) for name in names.split())
+        lines.extend(_flag_help(name, shown) for name in names.split())
         lines.append("")
     if command == "train":
         lines.append("  environment:")
@@ -484,19 +465,41 @@ def overview() -> str:
     return "\n".join(lines)
 
 
-def full_help(program: str) -> str:
+def full_help(program: str, preset: str = DEFAULT_PRESET) -> str:
     """Every command's flags: `python train.py --help`."""
     parts = [overview(), ""]
-    parts.extend(command_help(command, program) for command in COMMANDS)
+    parts.extend(command_help(command, program, preset) for command in COMMANDS)
     return "\n".join(parts)
 
 
 # ---------------------------------------------------------------- entry points
 
 
+# The flags of each command that name something that must exist already (train's --run_dir may be new).
+EXISTING_PATHS = {"train": ("path", "resume"), "generate": ("run_dir", "checkpoint"),
+                  "evaluate": ("path", "compare_path", "run_dir"), "nearest": ("path", "run_dir"),
+                  "serve": ("path", "run_dir")}
+
+
+def missing_path(command: str) -> str | None:
+    """The error line for the first flag of `command` naming a local path that does not exist.
+    Globs, cloud paths (gs://) and `--resume latest` are left to the command."""
+    for name in EXISTING_PATHS[command]:
+        value = FLAGS[name].value
+        if not value or (name == "resume" and value == "latest") or "://" in value or any(c in value for c in "*?["):
+            continue
+        if not (os.path.exists(value) or (name == "checkpoint" and os.path.exists(value + ".index"))):
+            return f"--{name} {value} does not exist"
+    return None
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    missing = missing_path(FLAGS.TYPE)
+    if missing:  # before TensorFlow's import (seconds): a mistyped path answers at once
+        print(f"error: {missing}", file=sys.stderr)
+        return 2
     import_tensorflow(FLAGS.verbose)
     from illustration_gan import UserError
 
@@ -518,22 +521,23 @@ def run(argv: list[str] | None = None) -> None:
     """`python train.py --TYPE COMMAND [flags]`: `--help` shows every command's flags (or --TYPE's)."""
     argv = list(sys.argv if argv is None else argv)
     if any(arg in HELP_ARGS for arg in argv[1:]):
-        command = _given_type(argv[1:])
-        program = "python train.py"
-        print(command_help(command, program) if command else full_help(program))
+        command, preset = _given(argv[1:], "TYPE", COMMANDS), _given(argv[1:], "model", config_lib.PRESETS)
+        program, preset = "python train.py", preset or DEFAULT_PRESET
+        print(command_help(command, program, preset) if command else full_help(program, preset))
         sys.exit(0)
     app.run(main, argv=argv)
 
 
-def _given_type(args: list[str]) -> str | None:
+def _given(args: list[str], name: str, choices) -> str | None:
+    """The value of `--name` in `args` (before absl parses them) if it is one of `choices`."""
     for i, arg in enumerate(args):
-        if arg.startswith("--TYPE="):
+        if arg.startswith(f"--{name}="):
             value = arg.split("=", 1)[1]
-        elif arg == "--TYPE" and i + 1 < len(args):
+        elif arg == f"--{name}" and i + 1 < len(args):
             value = args[i + 1]
         else:
             continue
-        return value if value in COMMANDS else None
+        return value if value in choices else None
     return None
 
 
@@ -550,7 +554,7 @@ def console_main(argv: list[str] | None = None) -> None:
               file=sys.stderr)
         sys.exit(2)
     if any(arg in HELP_ARGS for arg in rest):
-        print(command_help(command))
+        print(command_help(command, preset=_given(rest, "model", config_lib.PRESETS) or DEFAULT_PRESET))
         sys.exit(0)
     if any(arg == "--TYPE" or arg.startswith("--TYPE=") for arg in rest):
         print(f"error: the command ({command}) replaces --TYPE", file=sys.stderr)

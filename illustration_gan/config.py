@@ -12,6 +12,7 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from illustration_gan import UserError
 
@@ -25,6 +26,24 @@ INITS = ("dcgan", "xavier")
 MINIBATCH_PLACES = ("head", "first_block")
 LOSSES = ("minimax", "hinge", "wasserstein")
 D_NORMS = ("batch", "none")
+FITS = ("crop", "stretch")
+OPTIMIZERS = ("adam", "rmsprop", "rmsprop_pytorch")
+# The framework whose layer details a reproduction's networks take, and the architecture it applies to.
+FRAMEWORKS = {"": None, "prettytensor": "illustration", "pytorch": "dcgan", "keras1": "keras_margin"}
+STRATEGIES = ("default", "mirrored", "multiworker")
+AUGMENTATIONS = ("color", "translation", "cutout")  # DiffAugment's transforms (training/augment.py)
+
+
+def option(default, help: str, group: str, *, lower=None, upper=None, choices=None, cli_default=None):
+    """A config field that is also a command-line flag: the CLI defines `--NAME` from this
+    metadata alone (cli.py), so an option is written once. `group` is its heading in `--help`;
+    `lower`/`upper` bound a number, `choices` make it an enum; `cli_default` is the flag's
+    value where it differs from the field's (only `precision`: "auto" is decided by the run)."""
+    meta = dict(help=help, group=group, lower=lower, upper=upper, choices=choices, cli_default=cli_default)
+    return field(default=default, metadata=meta)
+
+
+MODEL, RECIPE, RUN, DATA = "model", "training recipe", "run", "data"  # the --help groups of config flags
 
 
 @dataclass(frozen=True)
@@ -32,22 +51,30 @@ class ModelConfig:
     """Everything needed to rebuild the networks (and nothing about training)."""
 
     architecture: str = "illustration"  # key of networks.ARCHITECTURES
-    image_size: int = 64
-    z_dim: int = 100
+    image_size: int = option(64, "Training resolution (32, 64, 128 or 256). Default 32 on the toy faces.", MODEL,
+                             choices=IMAGE_SIZES)
+    z_dim: int = option(100, "Size of the latent vector z.", MODEL, lower=1)
     z_distribution: str = "truncated_normal"  # "normal" | "truncated_normal" | "uniform"
-    g_width: int = 64  # channels of the last generator level; doubles per level up to max_width
-    d_width: int = 64  # channels of the first discriminator level; doubles per level up to max_width
+    g_width: int = option(64, "Generator channels at the finest level (doubling per level, up to 512).", MODEL,
+                          lower=1)
+    d_width: int = option(64, "Discriminator channels at the finest level.", MODEL, lower=1)
     max_width: int = 512  # widest level (the PyTorch tutorial's 512; the Pokemon GAN's ngf 128 reaches 1024)
     fc_units: int = 1024  # fully connected layers (illustration, dense)
-    minibatch_kernels: int = 0  # minibatch discrimination B (0 = off)
+    minibatch_kernels: int = option(0, "Minibatch discrimination kernels B (0 = off).", MODEL, lower=0)
     minibatch_dims: int = 5  # minibatch discrimination C
     minibatch_place: str = "head"  # on D's flattened features (Salimans et al.) | "first_block" (Pokemon GAN)
     init: str = "dcgan"  # "dcgan": N(0, 0.02), bias-free before batch norm | "xavier": Glorot uniform + biases
-    z_predictor: bool = False  # IllustrationGAN's auxiliary network predicting z
+    z_predictor: bool = option(False, "IllustrationGAN's auxiliary z-predictor (illustration model only).", MODEL)
     critic: bool = False  # linear critic output (WGAN) instead of a logit for BCE
-    spectral_norm: bool = False  # spectrally normalised D weights, no D batch norm (SNGAN; dcgan only)
-    d_norm: str = "batch"  # D's hidden layers: "batch" norm (DCGAN) | "none" (conv + bias; dcgan, illustration)
-    upsampling: str = "transposed"  # dcgan G: "transposed" 4x4 stride-2 convs | "resize" (nearest 2x + 3x3 conv)
+    spectral_norm: bool = option(False, "Spectrally normalised discriminator without batch norm (SNGAN; dcgan and "
+                                 "fast models).", MODEL)
+    d_norm: str = option("batch", "Normalisation of the discriminator's hidden layers: batch norm (DCGAN, "
+                         "IllustrationGAN) or none (biases instead; dcgan, fast and illustration models).", MODEL,
+                         choices=D_NORMS)
+    upsampling: str = option("transposed", "DCGAN generator's 2x steps: 4x4 stride-2 transposed convolutions, or "
+                             "resize-convolutions (nearest 2x + 3x3 conv, against checkerboard artefacts; dcgan and "
+                             "fast models).", MODEL, choices=UPSAMPLING)
+    framework: str = ""  # layer details as the source's library ran them (docs/reproduction.md); "" = as before issue 52
 
     @property
     def levels(self) -> int:
@@ -59,31 +86,43 @@ class ModelConfig:
 class TrainingConfig:
     """The optimisation recipe and the regime deciding when D and G update."""
 
-    batch_size: int = 64  # global batch, split across replicas
-    loss: str = "minimax"  # "minimax" (non-saturating G) | "hinge" | "wasserstein"
-    optimizer: str = "adam"  # "adam" | "rmsprop"
-    g_lr: float = 2e-4
-    d_lr: float = 2e-4
+    batch_size: int = option(64, "Global batch size, split across replicas.", RECIPE, lower=1)
+    loss: str = option("minimax", "GAN loss: minimax (non-saturating G), hinge (SNGAN, SAGAN) or wasserstein "
+                       "(needs a critic, --model wgan).", RECIPE, choices=LOSSES)
+    optimizer: str = "adam"  # "adam" | "rmsprop" | "rmsprop_pytorch" (PyTorch's form: lr g / (sqrt(v) + eps))
+    g_lr: float = option(2e-4, "Generator learning rate.", RECIPE, lower=0)
+    d_lr: float = option(2e-4, "Discriminator learning rate.", RECIPE, lower=0)
     beta1: float = 0.5
     beta2: float = 0.999
     label_smoothing: bool = False
     epsilon: float = 1e-7  # the optimizers' epsilon (Keras' default; PyTorch's and Keras 1's is 1e-8)
     rmsprop_rho: float = 0.9  # RMSprop's smoothing (Keras' default; PyTorch's alpha is 0.99)
-    update_order: str = "alternating"  # D's update, then G's loss from the updated D | both from one pass
+    update_order: str = option("alternating", "alternating: D's update, then G's loss from the updated D (every "
+                               "source); simultaneous: both gradients from one forward pass.", RECIPE,
+                               choices=UPDATE_ORDERS)
     fresh_g_z: bool = False  # G's phase draws fresh z (IllustrationGAN, the boosted Pokemon training) or reuses D's
-    balance: str = "none"
+    balance: str = option("none", "When D and G update: none (D then G every step), margin (jhayes14/GAN), monitor "
+                          "or boost (Edouard99/GAN); docs/training-options.md, Regimes.", RECIPE, choices=BALANCE_RULES)
     margin: float = 0.1  # --balance margin: largest allowed |L_G - L_D| (jhayes14/GAN's inter_model_margin)
     margin_repeats: int = 10  # --balance margin: cap on extra updates per batch (the source has none)
-    monitor_ratio: float = 0.8
-    n_critic: int = 1  # G updates on every n-th step (the Pokemon GAN's WGAN: iterations 0, 3, 6, ...)
-    clip_weights: float = 0.0  # WGAN weight clipping (0 = off)
-    gp_weight: float = 0.0  # WGAN-GP gradient penalty (0 = off)
-    r1_gamma: float = 0.0  # R1 penalty on real images, gamma / 2 * ||grad D(x)||^2 (0 = off)
-    augment: str = ""  # DiffAugment policy, e.g. "color,translation,cutout" ("" = off)
-    ada_augment: str = ""  # DiffAugment transforms applied with ADA's adaptive probability ("" = off)
-    ada_target: float = 0.6  # ADA's target for the mean sign of D's real logits
-    ema_kimg: float = 0.0  # half-life of the generator's weight average, in thousands of images (0 = off)
-    lr_decay: float = 0.0  # final share of the run (epochs or --max_minutes) over which both rates fall to 0
+    monitor_ratio: float = 0.8  # --balance monitor: D updates when errD > ratio x errG (training_monitoring.py)
+    n_critic: int = option(1, "G updates on every n-th step (WGAN: 3).", RECIPE, lower=1)
+    clip_weights: float = option(0.0, "Clip critic weights to +-value after each step (WGAN); 0 = off.", RECIPE,
+                                 lower=0)
+    gp_weight: float = option(0.0, "Gradient penalty weight (WGAN-GP); 0 = off.", RECIPE, lower=0)
+    r1_gamma: float = option(0.0, "R1 penalty gamma on real images (minimax loss); 0 = off.", RECIPE, lower=0)
+    augment: str = option("", "DiffAugment policy for D's inputs: comma list of color, translation, cutout "
+                          "('' = off).", RECIPE)
+    ada_augment: str = option("", "Transforms (of color, translation, cutout; not in --augment) applied to each of "
+                              "D's inputs with an adaptive probability p, raised while D is surer of the reals than "
+                              "ADA's target (ADA); '' = off.", RECIPE)
+    ada_target: float = 0.6  # ADA's target for the mean sign of D's real logits (Karras et al. 2020)
+    ema_kimg: float = option(0.0, "Half-life (thousands of images) of the generator weight average used for "
+                             "samples and generator.keras; 0 = off.", RECIPE, lower=0)
+    lr_decay: float = option(0.0, "Final share of the run (of --epochs, or of --max_minutes when set) over which "
+                             "both learning rates fall linearly to 0; 0 = constant.", RECIPE, lower=0, upper=1)
+    flip: bool = True  # random horizontal flips of the training images (IllustrationGAN's input.py line 126)
+    fit: str = "crop"  # to a square: "crop" the centre (the tutorial) | "stretch" the whole image (jhayes14's cv2.resize)
 
 
 @dataclass(frozen=True)
@@ -93,14 +132,19 @@ class Config:
     preset: str = "illustration"
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
-    path: str = ""  # image folder, TFRecord folder or glob; "" = built-in toy faces
-    epochs: int = 50
-    seed: int = 0
-    strategy: str = "default"  # "default" | "mirrored" | "multiworker"
-    precision: str = "float32"  # a Keras dtype policy, or "auto" (the command line's default): the fastest here
-    run_root: str = "runs"
-    max_minutes: float = 0.0  # stop (with a checkpoint) after this wall time; 0 = no limit
-    keep_checkpoints: int = 3
+    path: str = option("", "Training images: a folder (searched recursively), a folder of TFRecord shards, or a "
+                       "glob of shards (gs:// works). Empty: train uses the built-in procedural toy faces; evaluate, "
+                       "nearest and serve use the run's training images.", DATA)
+    epochs: int = option(50, "Epochs to train (total, counting epochs before a resume).", RECIPE, lower=1)
+    seed: int = option(0, "Random seed: initial weights, z, data order and flips, generation.", RUN, lower=0,
+                       upper=2**32 - 1)
+    strategy: str = option("default", "tf.distribute strategy.", RUN, choices=STRATEGIES)
+    precision: str = option("float32", "Keras dtype policy; auto picks bfloat16 where the CPU computes it natively "
+                            "(training/precision.py).", RUN, choices=PRECISIONS, cli_default="auto")
+    run_root: str = option("runs", "Folder holding the run folders.", RUN)
+    max_minutes: float = option(0.0, "Stop (with a checkpoint) after this many minutes of training, counting those "
+                                "before a resume; 0 = no limit.", RUN, lower=0)
+    keep_checkpoints: int = option(3, "Checkpoints to keep.", RUN, lower=1)
     grid_size: int = 64  # number of images in the per-epoch sample grid
 
     def to_json(self) -> dict:
@@ -115,6 +159,19 @@ class Config:
         return cls(**top)
 
 
+def flag_fields() -> list[dataclasses.Field]:
+    """The fields that are command-line flags (declared with `option`): the run's, the model's, the recipe's."""
+    return [f for cls in (Config, ModelConfig, TrainingConfig) for f in dataclasses.fields(cls) if f.metadata]
+
+
+def flat(config: Config) -> dict:
+    """Every field of `config` by name (names are unique across the three dataclasses), without `preset`."""
+    data = config.to_json()
+    values = {**data.pop("model"), **data.pop("training"), **data}
+    values.pop("preset")
+    return values
+
+
 def from_dict(cls, data: dict):
     """`cls(**data)` without the keys `cls` does not know: options removed since a run was
     recorded (e.g. `pack`, `feature_matching`, pruned in issue 21) are ignored."""
@@ -122,66 +179,84 @@ def from_dict(cls, data: dict):
     return cls(**{k: v for k, v in data.items() if k in known})
 
 
+class Preset(NamedTuple):
+    """A named recipe: the networks, the training rule, and run-level fields (epochs, image_size...)
+    where its source fixes them; fields not given come from the dataclasses. Presets without `epochs`
+    keep Config.epochs: IllustrationGAN counts 1e6 loop steps, not epochs (train.py line 25), and
+    jhayes14's default of 2 (train.py line 184) is not what its README's images trained for."""
+
+    model: ModelConfig
+    training: TrainingConfig
+    run: dict = {}
+
+
 # Each preset reproduces one source. Defaults not listed come from the dataclasses.
-PRESETS: dict[str, tuple[ModelConfig, TrainingConfig]] = {
+PRESETS: dict[str, Preset] = {
     # IllustrationGAN (tdrussell/IllustrationGAN model.py, train.py): FC stack + bilinear upsampling G,
-    # max-pool D with minibatch discrimination, the z-predictor in its own step; Xavier init; truncated
-    # normal z; Adam 2e-4 / 0.5; batch 32; every phase draws its own z.
-    "illustration": (
+    # max-pool D with minibatch discrimination, the z-predictor in its own step; Xavier init; prettytensor
+    # 0.6.2's batch norm; truncated normal z; TF1's Adam 2e-4 / 0.5 / 1e-8; batch 32; every phase draws its own z.
+    "illustration": Preset(
         ModelConfig(
             architecture="illustration", z_distribution="truncated_normal", minibatch_kernels=100,
-            minibatch_dims=5, z_predictor=True, init="xavier",
+            minibatch_dims=5, z_predictor=True, init="xavier", framework="prettytensor",
         ),
-        TrainingConfig(batch_size=32, fresh_g_z=True),
+        TrainingConfig(batch_size=32, fresh_g_z=True, epsilon=1e-8),
     ),
-    # DCGAN (Radford et al. 2015) as in the PyTorch DCGAN tutorial.
-    "dcgan": (
-        ModelConfig(architecture="dcgan", z_distribution="normal"),
-        TrainingConfig(),
+    # DCGAN (Radford et al. 2015) as in the PyTorch DCGAN tutorial: batch 128, PyTorch's Adam epsilon.
+    "dcgan": Preset(
+        ModelConfig(architecture="dcgan", z_distribution="normal", framework="pytorch"),
+        TrainingConfig(batch_size=128, epsilon=1e-8, flip=False),  # Resize + CenterCrop, no flip
+        run=dict(epochs=100),  # the DCGAN anime-faces source's 100 (its text; the tutorial's 5 were on CelebA)
     ),
     # WGAN (Arjovsky et al. 2017) on the tutorial's networks, with the Pokemon GAN's schedule
     # (RMSprop 5e-5, clipping 0.01, G on every third step); pokemon-wgan is that project's own.
-    "wgan": (
-        ModelConfig(architecture="dcgan", z_distribution="normal", critic=True),
+    "wgan": Preset(
+        ModelConfig(architecture="dcgan", z_distribution="normal", critic=True, framework="pytorch"),
         TrainingConfig(loss="wasserstein", optimizer="rmsprop", g_lr=5e-5, d_lr=5e-5, n_critic=3, clip_weights=0.01),
     ),
     # The Pokemon GAN's DCGAN as its notebook ran it (Edouard99/GAN Train.ipynb, gan64.py, training_boosting.py):
     # ngf = ndf = 128 (widest level 1024), nz 16, batch 32, Adam 1.5e-4 / (0.5, 0.999) with PyTorch's
     # epsilon, label smoothing 0.95 / 0.05, convolutional minibatch discrimination after D's first block,
     # the boosted training with noisy labels.
-    "pokemon": (
+    "pokemon": Preset(
         ModelConfig(
             architecture="dcgan", z_distribution="normal", z_dim=16, g_width=128, d_width=128, max_width=1024,
-            minibatch_kernels=2, minibatch_dims=16, minibatch_place="first_block",
-        ),
-        TrainingConfig(batch_size=32, g_lr=1.5e-4, d_lr=1.5e-4, epsilon=1e-8, label_smoothing=True, balance="boost"),
-    ),
-    # The Pokemon GAN's WGAN (training_wgan.py): the same networks with a linear critic, RMSprop 5e-5 with
-    # PyTorch's smoothing (alpha 0.99) and epsilon, clipping 0.01, G on every third iteration.
-    "pokemon-wgan": (
-        ModelConfig(
-            architecture="dcgan", z_distribution="normal", z_dim=16, g_width=128, d_width=128, max_width=1024,
-            minibatch_kernels=2, minibatch_dims=16, minibatch_place="first_block", critic=True,
+            minibatch_kernels=2, minibatch_dims=16, minibatch_place="first_block", framework="pytorch",
         ),
         TrainingConfig(
-            batch_size=32, loss="wasserstein", optimizer="rmsprop", g_lr=5e-5, d_lr=5e-5, epsilon=1e-8,
-            rmsprop_rho=0.99, n_critic=3, clip_weights=0.01,
+            batch_size=32, g_lr=1.5e-4, d_lr=1.5e-4, epsilon=1e-8, label_smoothing=True, balance="boost", flip=False,
+        ),  # its data was augmented beforehand; the loader only normalises
+        run=dict(epochs=150),  # Train.ipynb, the "Training" cell
+    ),
+    # The Pokemon GAN's WGAN (training_wgan.py): the same networks with a linear critic, PyTorch's RMSprop 5e-5
+    # (alpha 0.99, epsilon 1e-8 added to sqrt(v)), clipping 0.01, G on every third iteration.
+    "pokemon-wgan": Preset(
+        ModelConfig(
+            architecture="dcgan", z_distribution="normal", z_dim=16, g_width=128, d_width=128, max_width=1024,
+            minibatch_kernels=2, minibatch_dims=16, minibatch_place="first_block", critic=True, framework="pytorch",
         ),
+        TrainingConfig(
+            batch_size=32, loss="wasserstein", optimizer="rmsprop_pytorch", g_lr=5e-5, d_lr=5e-5, epsilon=1e-8,
+            rmsprop_rho=0.99, n_critic=3, clip_weights=0.01, flip=False,
+        ),
+        run=dict(epochs=150),
     ),
     # The Keras margin GAN (jhayes14/GAN model.py, train.py): dense + nearest-upsampling G to 1024-wide 4x4,
     # 5x5 stride-2 D with dropout and no batch norm, z ~ U(-1, 1), batch 50, Adam 2e-5 / (0.0005, 0.999) /
-    # 1e-8, and the margin rule (0.10).
-    "keras-margin": (
+    # 1e-8, and the margin rule (0.10); G's batch norm as Keras 1.0.5 ran the channels-first model.
+    "keras-margin": Preset(
         ModelConfig(
             architecture="keras_margin", z_distribution="uniform", g_width=128, d_width=128, max_width=1024,
-            init="xavier",
+            init="xavier", framework="keras1",
         ),
-        TrainingConfig(batch_size=50, g_lr=2e-5, d_lr=2e-5, beta1=0.0005, epsilon=1e-8, balance="margin"),
+        TrainingConfig(
+            batch_size=50, g_lr=2e-5, d_lr=2e-5, beta1=0.0005, epsilon=1e-8, balance="margin", flip=False, fit="stretch",
+        ),  # cv2.resize to 64x64, no flip
     ),
     # Not from a source: what measured best at 20 minutes of a 2-core CPU (docs/experiments.md): the DCGAN
     # at half width with resize-convolutions in G, no batch norm in D, batch 8, Adam 4e-4 for both falling linearly
     # to 0 over the run's last quarter, DiffAugment translation and cutout, and an EMA generator.
-    "fast": (
+    "fast": Preset(
         ModelConfig(
             architecture="dcgan", z_distribution="normal", g_width=32, d_width=32, upsampling="resize", d_norm="none"
         ),
@@ -198,10 +273,19 @@ PRESETS: dict[str, tuple[ModelConfig, TrainingConfig]] = {
     ),
     # Fully connected G and D after the cartoon faces project's description (its notebook is not
     # available, so widths, z and optimizer are this project's choices, not the source's).
-    "dense": (
+    "dense": Preset(
         ModelConfig(architecture="dense", z_distribution="uniform", fc_units=1024),
         TrainingConfig(),
     ),
+}
+
+
+# Fields a preset sets otherwise at one image size, as its source does there (unless given). The Pokemon GAN
+# at 256 px (Edouard99/GAN Models/gan256.py at 06d4eb2, with the notebook's ngf = ndf = 128): G from 1024 at
+# 4x4 halving to 32 at 128x128 (lines 72-96), D from 32 at 128x128 doubling to 1024 at 4x4 (lines 123-145), and
+# minibatch discrimination adding 4 filters (line 126) where gan64.py adds 2.
+AT_IMAGE_SIZE = {
+    (preset, 256): {"g_width": 32, "d_width": 32, "minibatch_kernels": 4} for preset in ("pokemon", "pokemon-wgan")
 }
 
 
@@ -225,7 +309,7 @@ def batch_scaled_rates(preset: str, batch_size: int, given: dict) -> dict:
     tuned = _tuned_batch_other_than(preset, batch_size)
     if tuned is None:
         return {}
-    training = PRESETS[preset][1]
+    training = PRESETS[preset].training
     factor = math.sqrt(batch_size / tuned)
     return {name: getattr(training, name) * factor for name in ("g_lr", "d_lr") if name not in given}
 
@@ -236,7 +320,7 @@ def batch_note(config: Config) -> str | None:
     tuned = _tuned_batch_other_than(config.preset, t.batch_size)
     if tuned is None:
         return None
-    base = PRESETS[config.preset][1]
+    base = PRESETS[config.preset].training
     return (f"batch {t.batch_size}: {config.preset} was tuned at batch {tuned} with learning rates {base.g_lr:g}; "
             f"other batches scale them by sqrt(batch / {tuned}) unless given (here g_lr {t.g_lr:.3g}, d_lr {t.d_lr:.3g}). "
             f"In 20-minute runs on one core of a 2-core CPU, batches of 64 and 256 saw about as many images as "
@@ -264,7 +348,7 @@ def resolve(preset: str, overrides: dict) -> Config:
     """
     if preset not in PRESETS:
         raise UserError(f"unknown model preset {preset!r}; choose from {sorted(PRESETS)}")
-    model, training = PRESETS[preset]
+    model, training, run = PRESETS[preset]
     groups = {
         "model": {f.name for f in dataclasses.fields(ModelConfig)},
         "training": {f.name for f in dataclasses.fields(TrainingConfig)},
@@ -278,13 +362,16 @@ def resolve(preset: str, overrides: dict) -> Config:
                 break
         else:
             raise UserError(f"unknown configuration field {key!r}")
+    size = split["model"].get("image_size", model.image_size)
+    for name, value in AT_IMAGE_SIZE.get((preset, size), {}).items():
+        split["model"].setdefault(name, value)
     if "batch_size" in split["training"]:
         split["training"].update(batch_scaled_rates(preset, split["training"]["batch_size"], split["training"]))
     config = Config(
         preset=preset,
         model=dataclasses.replace(model, **split["model"]),
         training=dataclasses.replace(training, **split["training"]),
-        **split["top"],
+        **{**run, **split["top"]},
     )
     validate(config)
     return config
@@ -325,24 +412,29 @@ def validate(config: Config) -> None:
         raise UserError("--upsampling applies to the dcgan generator (--model dcgan or fast)")
     if m.spectral_norm and m.architecture != "dcgan":
         raise UserError("spectral normalisation is implemented for the dcgan discriminator (--model dcgan or fast)")
+    if m.framework not in FRAMEWORKS or FRAMEWORKS[m.framework] not in (None, m.architecture):
+        allowed = {name: arch for name, arch in FRAMEWORKS.items() if name}
+        raise UserError(f"framework {m.framework!r} does not fit architecture {m.architecture!r}; one of {allowed} or ''")
+    if t.fit not in FITS:
+        raise UserError(f"fit must be one of {FITS}, got {t.fit!r}")
+    if t.optimizer not in OPTIMIZERS:
+        raise UserError(f"optimizer must be one of {OPTIMIZERS}, got {t.optimizer!r}")
     if m.d_norm not in D_NORMS:
         raise UserError(f"d_norm must be one of {D_NORMS}, got {m.d_norm!r}")
     if m.d_norm != "batch" and m.architecture in ("dense", "keras_margin"):
         raise UserError("the dense discriminator has no batch norm to remove; --d_norm applies to dcgan, fast, illustration")
     fixed, adaptive = ({p.strip() for p in policy.split(",") if p.strip()} for policy in (t.augment, t.ada_augment))
     if fixed | adaptive:
-        from illustration_gan.training.augment import POLICIES
-
-        unknown = sorted((fixed | adaptive) - set(POLICIES))
+        unknown = sorted((fixed | adaptive) - set(AUGMENTATIONS))
         if unknown:
-            raise UserError(f"unknown augmentation {unknown}; choose from {POLICIES}")
+            raise UserError(f"unknown augmentation {unknown}; choose from {AUGMENTATIONS}")
     if fixed & adaptive:
         raise UserError(f"{sorted(fixed & adaptive)} is in both --augment (every image) and --ada_augment (adaptive)")
     if not 0 < t.ada_target < 1:
         raise UserError(f"ada_target is a target for the mean sign of D(x) on reals, in (0, 1); got {t.ada_target}")
     if config.precision not in PRECISIONS:
         raise UserError(f"precision must be one of {PRECISIONS}, got {config.precision!r}")
-    if config.strategy not in ("default", "mirrored", "multiworker"):
+    if config.strategy not in STRATEGIES:
         raise UserError(f"unknown strategy {config.strategy!r}")
 
 

@@ -2,8 +2,8 @@
 
 Every image goes through one decoder (`decode_to_rgb`): grayscale, gray+alpha,
 RGBA (composited on white), CMYK JPEG, 16-bit PNG, WebP and BMP all become
-uint8 RGB; non-square images are centre-cropped to a square and resized with
-area interpolation. Files TensorFlow cannot decode are found once, up front,
+uint8 RGB; non-square images are centre-cropped to a square (or, with
+`fit="stretch"`, stretched whole) and resized with area interpolation. Files TensorFlow cannot decode are found once, up front,
 by decoding everything with `ignore_errors` and noting which indices vanished,
 so a bad file is named in a warning instead of stopping training halfway.
 
@@ -189,8 +189,9 @@ def list_tfrecords(path: str) -> list[str]:
     return []
 
 
-def decode_to_rgb(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
-    """Encoded bytes -> uint8 RGB (image_size, image_size, 3)."""
+def decode_to_rgb(encoded: tf.Tensor, image_size: int, fit: str = "crop") -> tf.Tensor:
+    """Encoded bytes -> uint8 RGB (image_size, image_size, 3): the centre square (`fit="crop"`) or the
+    whole image stretched (`"stretch"`, as jhayes14/GAN's `cv2.resize(img, (64, 64))`) resized."""
     image = tf.io.decode_image(encoded, channels=0, dtype=tf.uint8, expand_animations=False)
     image = tf.cast(image, tf.float32)
     channels = tf.shape(image)[-1]
@@ -200,7 +201,8 @@ def decode_to_rgb(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
     rgb = color * alpha + 255.0 * (1.0 - alpha)  # transparent areas become white
     height, width = tf.shape(rgb)[0], tf.shape(rgb)[1]
     side = tf.minimum(height, width)
-    rgb = tf.image.crop_to_bounding_box(rgb, (height - side) // 2, (width - side) // 2, side, side)
+    if fit == "crop":
+        rgb = tf.image.crop_to_bounding_box(rgb, (height - side) // 2, (width - side) // 2, side, side)
     rgb = tf.image.resize(rgb, (image_size, image_size), method="area")
     return tf.cast(tf.clip_by_value(tf.round(rgb), 0, 255), tf.uint8)
 
@@ -381,11 +383,11 @@ class _Vanished:
         return np.int64(index)
 
 
-def _file_images(files: Sequence[str], image_size: int) -> tf.data.Dataset:
+def _file_images(files: Sequence[str], image_size: int, fit: str) -> tf.data.Dataset:
     """uint8 images of `files` in order, skipping (by `_Vanished`) those that no longer read."""
     vanished = _Vanished(files)
     images = tf.data.Dataset.from_tensor_slices(list(files)).enumerate().map(
-        lambda i, f: (i, decode_to_rgb(tf.io.read_file(f), image_size)),
+        lambda i, f: (i, decode_to_rgb(tf.io.read_file(f), image_size, fit)),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
     ).ignore_errors()
     end = tf.data.Dataset.from_tensors((np.int64(len(files)), tf.zeros([image_size, image_size, 3], tf.uint8)))
@@ -394,13 +396,13 @@ def _file_images(files: Sequence[str], image_size: int) -> tf.data.Dataset:
     return checked.filter(lambda i, image: i < len(files)).map(lambda i, image: image)
 
 
-def _uint8_images(source: ImageSource, image_size: int) -> tf.data.Dataset:
+def _uint8_images(source: ImageSource, image_size: int, fit: str = "crop") -> tf.data.Dataset:
     if source.kind == "files":
-        return _file_images(source.files, image_size)
+        return _file_images(source.files, image_size, fit)
     encoded = _encoded_images(source.kind, source.files)
     if source.kind == "tfrecord" and source.skipped_counts.get("too_large"):
         encoded = encoded.filter(lambda enc: _within_cap(enc, source.max_megapixels))
-    ds = encoded.map(lambda enc: decode_to_rgb(enc, image_size), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = encoded.map(lambda enc: decode_to_rgb(enc, image_size, fit), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.ignore_errors() if source.skipped else ds  # bad records can only be skipped here
 
 
@@ -411,8 +413,10 @@ def training_dataset(
     seed: int,
     input_context: tf.distribute.InputContext | None = None,
     cache: bool = True,
+    flip: bool = True,
+    fit: str = "crop",
 ) -> tf.data.Dataset:
-    """Endless shuffled, flipped batches in [-1, 1] for one input pipeline.
+    """Endless shuffled batches in [-1, 1] for one input pipeline, flipped at random unless `flip` is False.
 
     Under a distribution strategy, `input_context` shards the inputs per worker and
     `batch_size` (global) becomes the per-replica batch size. The dataset repeats
@@ -423,7 +427,7 @@ def training_dataset(
         per_replica = input_context.get_per_replica_batch_size(batch_size)
     else:
         per_replica = batch_size
-    ds = _uint8_images(source, image_size)
+    ds = _uint8_images(source, image_size, fit)
     if input_context is not None and input_context.num_input_pipelines > 1:
         ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
     if cache:
@@ -434,7 +438,7 @@ def training_dataset(
     ds = ds.enumerate().map(
         lambda i, img: tf.image.stateless_random_flip_left_right(
             tf.cast(img, tf.float32) / 127.5 - 1.0, seed=tf.stack([tf.constant(seed, tf.int64), i])
-        ),
+        ) if flip else tf.cast(img, tf.float32) / 127.5 - 1.0,
         num_parallel_calls=tf.data.AUTOTUNE,
     )
     return ds.batch(per_replica, drop_remainder=True).prefetch(tf.data.AUTOTUNE)

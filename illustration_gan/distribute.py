@@ -10,7 +10,7 @@
   multi-worker guide prescribes.
 
 The global batch size stays what `--batch_size` says and is split evenly across
-replicas; the learning rate is not rescaled (see README, "Scaling out").
+replicas; the learning rate is not rescaled (see README, "Speed and scaling").
 """
 
 from __future__ import annotations
@@ -74,3 +74,13 @@ def write_dir(base: str, strategy: tf.distribute.Strategy) -> str:
     if is_chief(strategy):
         return base
     return os.path.join(base, f".worker{worker_index()}-scratch")
+
+
+def first_copy(strategy: tf.distribute.Strategy, reduced):
+    """Every replica holds the same all-reduced sums; continue with this worker's first copy."""
+    return tf.nest.map_structure(lambda value: strategy.experimental_local_results(value)[0], reduced)
+
+
+def replica_id() -> tf.Tensor:
+    """This replica's index (int64), inside `strategy.run`."""
+    return tf.cast(tf.distribute.get_replica_context().replica_id_in_sync_group, tf.int64)

@@ -7,7 +7,8 @@
 - `nearest_picture`: IllustrationGAN's overfitting check as a picture: generated
   faces on top, their nearest training images (pixel MSE, or Inception features) below.
 - `FIDMonitor`: a training callback that evaluates every N epochs and keeps the
-  generator with the best FID as `generator-best.keras` beside the newest.
+  generator with the best FID as `generator-best.keras` beside the newest, and
+  its checkpoint in `checkpoints-best/`.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ import numpy as np
 from absl import logging
 
 from illustration_gan import UserError, data, generate, metrics, run_folder
+from illustration_gan.training.callbacks import Callback
 
 METRIC_FILE = "metric-fid.jsonl"
-BEST_GENERATOR_FILE = "generator-best.keras"
 
 
 def _extractor(fid_weights: str | None) -> metrics.FeatureExtractor:
@@ -146,11 +147,11 @@ def nearest_picture(
     return output
 
 
-class FIDMonitor:
-    """Training callback: FID every `every` epochs into stats.jsonl and metric-fid.jsonl.
-
-    The generator with the lowest FID so far is kept as generator-best.keras.
-    """
+class FIDMonitor(Callback):
+    """FID every `every` epochs into stats.jsonl and metric-fid.jsonl; the generator with the
+    lowest FID so far is kept as generator-best.keras and its epoch's checkpoint in
+    checkpoints-best/ (`--TYPE generate --best`, `serve --best`); the run ends with a line
+    naming the best epoch."""
 
     def __init__(self, run_dir: str, path: str, every: int, num_samples: int, num_real: int,
                  fid_weights: str | None = None, cache_dir: str | None = None):
@@ -158,26 +159,41 @@ class FIDMonitor:
         self.num_samples, self.num_real = num_samples, num_real
         self.extractor = _extractor(fid_weights)  # fails before training starts, not after an hour
         self.cache_dir = cache_dir
-        previous = run_folder.read_jsonl(os.path.join(run_dir, METRIC_FILE))
         self.key = f"fid{metrics.count_label(num_samples)}"
-        self.best = min((r[self.key] for r in previous if self.key in r), default=float("inf"))
+        previous = [r for r in run_folder.read_jsonl(os.path.join(run_dir, METRIC_FILE)) if self.key in r]
+        best = min(previous, key=lambda r: r[self.key], default={})
+        self.best, self.best_epoch = best.get(self.key, float("inf")), best.get("epoch")
+        self.new_best = False
 
     def on_epoch_end(self, trainer, epoch: int, record: dict) -> None:
+        self.new_best = False
         if epoch % self.every:
             return
         sampler = generate.Sampler(trainer.sampling_generator)
         started = time.time()
         scores = evaluate_sampler(sampler, self.path, self.num_samples, self.num_real, self.extractor, self.cache_dir)
         record.update(scores)
-        best = scores[self.key] < self.best
-        if best:
-            self.best = scores[self.key]
-            trainer.sampling_generator.save(os.path.join(self.run_dir, BEST_GENERATOR_FILE))
+        self.new_best = scores[self.key] < self.best
+        if self.new_best:
+            self.best, self.best_epoch = scores[self.key], epoch
+            path = os.path.join(self.run_dir, run_folder.BEST_GENERATOR_FILE)
+            trainer.sampling_generator.save(path + ".tmp.keras")
+            os.replace(path + ".tmp.keras", path)
         run_folder.append_jsonl(
             os.path.join(self.run_dir, METRIC_FILE),
             {**scores, "epoch": epoch, "step": record["step"], "checkpoint": record.get("checkpoint"),
-             "best": best, "num_samples": self.num_samples, "seconds": time.time() - started,
+             "best": self.new_best, "num_samples": self.num_samples, "seconds": time.time() - started,
              "wall_time": time.time()},
         )
-        note = f"  (best so far: saved {BEST_GENERATOR_FILE})" if best else ""
+        note = f"  (best so far: saved {run_folder.BEST_GENERATOR_FILE})" if self.new_best else ""
         print(f"  {self.key} {scores[self.key]:.2f}{note}", flush=True)
+
+    def on_checkpoint(self, trainer, epoch: int, prefix: str) -> None:
+        if self.new_best:
+            run_folder.keep_checkpoint(prefix, os.path.join(self.run_dir, run_folder.BEST_CHECKPOINT_DIR))
+
+    def on_train_end(self, trainer) -> None:
+        if self.best_epoch is not None:
+            print(f"best {self.key} {self.best:.2f} at epoch {self.best_epoch}: "
+                  f"{os.path.join(self.run_dir, run_folder.BEST_GENERATOR_FILE)} (--best with generate and serve)",
+                  flush=True)

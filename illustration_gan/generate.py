@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from illustration_gan import UserError, data, run_folder
+from illustration_gan import UserError, data, folder_lock, run_folder
 from illustration_gan.networks import Generator, build_networks
 
 
@@ -53,22 +53,26 @@ class Sampler:
         return self.images_from_latents(self.latents(n, seed))
 
 
-def load_sampler(run_dir: str = "", checkpoint: str = "", run_root: str = "runs", warn=print) -> Sampler:
-    """From `generator.keras` of a run, or from a training checkpoint (`warn` says which, when a
-    damaged one is skipped)."""
+def load_sampler(run_dir: str = "", checkpoint: str = "", run_root: str = "runs", best: bool = False,
+                 warn=print) -> Sampler:
+    """From `generator.keras` of a run (`best`: generator-best.keras), or from a training checkpoint
+    (`warn` says which, when a damaged one is skipped)."""
     if checkpoint:
         return Sampler(_generator_from_checkpoint(checkpoint, warn))
     run_dir = run_folder.resolve_run_dir(run_dir, run_root)
-    path = os.path.join(run_dir, run_folder.GENERATOR_FILE)
+    name = run_folder.BEST_GENERATOR_FILE if best else run_folder.GENERATOR_FILE
+    path = os.path.join(run_dir, name)
+    if best and not os.path.exists(path):
+        raise UserError(f"{run_dir} has no {name}: it is kept by training with --fid_every N")
     if not os.path.exists(path):
-        raise UserError(f"{run_dir} has no {run_folder.GENERATOR_FILE} yet (it is written at the end of each epoch and where training stops)")
+        raise UserError(f"{run_dir} has no {name} yet (it is written at the end of each epoch and where training stops)")
     import illustration_gan.networks  # noqa: F401  (registers the custom classes)
 
     try:
         return Sampler(keras.saving.load_model(path, compile=False))
     except Exception as error:  # noqa: BLE001  (Keras says "File not found" for a torn zip; any failure here is the file)
         reason = str(error).strip().splitlines()[0][:120] if str(error).strip() else type(error).__name__
-        checkpoints = os.path.join(run_dir, "checkpoints")
+        checkpoints = os.path.join(run_dir, run_folder.BEST_CHECKPOINT_DIR if best else "checkpoints")
         raise UserError(
             f"{path} is damaged ({os.path.getsize(path):,} bytes; Keras: {reason}); generate from the run's newest "
             f"checkpoint instead with --checkpoint {checkpoints} (its live generator, without the weight average a "
@@ -139,6 +143,7 @@ def generator_fingerprint(generator) -> str:
     return digest.hexdigest()[:16]
 
 
+@folder_lock.locking("output_dir", "generate")  # one writer per output folder
 def write_images(
     sampler: Sampler,
     count: int,
@@ -158,8 +163,6 @@ def write_images(
     seed and generator keeps its existing images and writes only the missing ones.
     Existing files of another seed or generator are refused unless `overwrite`.
     """
-    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
-        raise UserError(f"--output {output_dir} is a file; pass a folder (it is made if missing)")
     names = [image_name(seed, i) for i in range(count)] + [GRID_FILE]
     paths = [os.path.join(output_dir, name) for name in names]
     marker = {"seed": seed, "block": sampler.batch_size, "generator": generator_fingerprint(sampler.generator)}

@@ -31,6 +31,8 @@ RUN_NAME = re.compile(r"^(\d{5})-")
 OPTIONS_FILE = "training_options.json"
 STATS_FILE = "stats.jsonl"
 GENERATOR_FILE = "generator.keras"
+BEST_GENERATOR_FILE = "generator-best.keras"  # with --fid_every: the generator of the lowest FID so far
+BEST_CHECKPOINT_DIR = "checkpoints-best"  # ... and the checkpoint of its epoch
 
 
 def new_run_dir(run_root: str, dataset: str, model: str) -> str:
@@ -395,3 +397,23 @@ def write_progress_gif(run_dir: str, path: str | None = None, max_frames: int = 
     with _replacing(path) as tmp:
         images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=durations, loop=0)
     return path
+
+
+def keep_checkpoint(prefix: str, folder: str) -> str:
+    """Copies the checkpoint `prefix` (its .index and data shards) into `folder`, replacing what
+    was there, so that a rotating CheckpointManager cannot delete it; returns the new prefix."""
+    import shutil
+
+    import tensorflow as tf
+
+    tmp = folder + ".partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    for name in tf.io.gfile.glob(prefix + ".*"):
+        shutil.copy2(name, os.path.join(tmp, os.path.basename(name)))
+    name = os.path.basename(prefix)
+    with open(os.path.join(tmp, "checkpoint"), "w") as state:  # what tf.train.latest_checkpoint reads
+        state.write(f'model_checkpoint_path: "{name}"\nall_model_checkpoint_paths: "{name}"\n')
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+    return os.path.join(folder, name)

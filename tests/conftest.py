@@ -57,3 +57,28 @@ def noise_faces(tmp_path):
 def small_overrides() -> dict:
     """A DCGAN small enough to train an epoch in seconds."""
     return dict(image_size=32, g_width=16, d_width=16, batch_size=16, epochs=1, z_dim=32)
+
+
+@pytest.fixture
+def lock_holder():
+    """lock_holder(folder) -> a child process holding folder's lock (illustration_gan/folder_lock.py)
+    until the test kills it; killed at teardown otherwise."""
+    import subprocess
+    import sys
+
+    children = []
+    code = ("import sys, time\nfrom illustration_gan import folder_lock\n"
+            "with folder_lock.hold(sys.argv[1], 'holder'):\n    print('held', flush=True)\n    time.sleep(600)\n")
+
+    def start(folder):
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        child = subprocess.Popen([sys.executable, "-c", code, str(folder)], cwd=ROOT, env=env,
+                                 stdout=subprocess.PIPE, text=True)
+        children.append(child)
+        assert child.stdout.readline().strip() == "held"
+        return child
+
+    yield start
+    for child in children:
+        child.kill()
+        child.wait()

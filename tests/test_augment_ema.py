@@ -101,7 +101,8 @@ def test_ada_controller_moves_p_by_images_over_its_speed_and_stays_in_unit_inter
 def test_ada_raises_p_while_d_is_sure_of_the_reals_and_checkpoints_it(tmp_path):
     config = config_lib.resolve(
         "dcgan",
-        dict(image_size=32, g_width=4, d_width=4, z_dim=8, batch_size=32, ada_augment="color,cutout", ada_target=0.6),
+        dict(image_size=32, g_width=4, d_width=4, z_dim=8, batch_size=32, ada_augment="color,cutout", ada_target=0.6,
+             framework=""),  # D's output with a bias (the tutorial's has none)
     )
     trainer = training.GANTrainer(config, tf.distribute.get_strategy())
     # A frozen D that calls every image real: r_t = 1 > 0.6 at each adjustment (every 256 / 32 = 8 steps).

@@ -16,7 +16,7 @@ from conftest import ROOT
 
 SCRIPT = Path(sys.executable).parent / "illustration-gan"  # the console script `pip install -e .` writes
 CPP_LOG_LINE = re.compile(r"^[IWEF]\d{4} ", re.MULTILINE)  # TensorFlow's C++ logger: "E0000 00:00:... ] ..."
-MAX_FLAGS = 50  # issue 21: at most 50 (issue 22 added --update_order)
+MAX_FLAGS = 51  # issue 21: at most 50 (issue 22 added --update_order); issue 51 added --best
 
 
 def run(args, env=None, timeout=240):
@@ -130,7 +130,7 @@ def test_every_flag_belongs_to_a_command_and_train_py_help_lists_them_all(cli_fl
     assert "--port" in one.stdout and "--batch_size" not in one.stdout
 
 
-def test_the_command_line_defines_at_most_49_flags(cli_flags):
+def test_the_command_line_defines_at_most_51_flags(cli_flags):
     names = set(cli_flags["flags"])
     assert len(names) <= MAX_FLAGS, sorted(names)
     # Pruned options and options that lost their flag (their preset values stay in the config).
@@ -178,41 +178,128 @@ def test_verbose_lets_tensorflow_log():
     assert json.loads(loud.stdout) == json.loads(quiet.stdout)
 
 
-def test_training_times_thread_pools_in_children_logs_quietly_skips_large_images_and_resumes(tiny_folder, tmp_path):
-    """The default `--precision auto` through the command line: the policies are timed under
-    every thread-pool setting in child processes, the choice is recorded, and a resumed run
-    keeps it without timing again. Along the way: no TensorFlow C++ log lines reach a user's
-    shell, and an image over --max_megapixels is skipped and named."""
-    from illustration_gan.training.precision import THREADS
+def test_training_decides_precision_auto_logs_quietly_skips_large_images_and_resumes(tiny_folder, tmp_path):
+    """The default `--precision auto` through the command line at batch 8 (where the thread-pool
+    rule can apply): the run prints and records what `precision.choose` decides for this machine,
+    and a resumed run keeps the recorded policy and pools. Along the way: no TensorFlow C++ log
+    lines reach a user's shell, an image over --max_megapixels is skipped and named, and the run
+    ends naming its folder."""
+    from illustration_gan import config as config_lib
+    from illustration_gan.training import precision
 
     env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}  # a user's shell
     env["ILLUSTRATION_GAN_CACHE"] = str(tmp_path / "cache")
-    env["ILLUSTRATION_GAN_CHILD_ROUNDS"] = "1"  # one child per setting (the default, 2, alternates them)
     run = tmp_path / "run"
     train = [sys.executable, str(ROOT / "train.py"), "--TYPE", "train"]
+    tiny = [*TINY[:-2], "--batch_size", "8"]
     first = subprocess.run([*train, "--path", str(tiny_folder), "--run_dir", str(run), "--max_megapixels", "0.01",
-                            *TINY], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+                            *tiny], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "epoch 1/1" in first.stdout
     output = first.stdout + first.stderr
     assert not CPP_LOG_LINE.findall(output), output
     assert "oneDNN" not in output and "absl::InitializeLog" not in output, output
     assert "(32 images" in first.stdout and "big.png" in first.stderr  # skipped, and named
-    for label in THREADS:
-        assert f"with threads {label} in a child process (1/1)" in first.stdout
+    assert first.stdout.strip().splitlines()[-1].startswith(f"run folder {run}: open fakes_000001.png")
+    expected = precision.choose(config_lib.resolve("fast", {"precision": "auto", "batch_size": 8, "image_size": 32}))
     options = json.loads((run / "training_options.json").read_text())
-    timed = options["precision_auto"]
-    assert set(timed["by_threads"]) == set(THREADS)
-    assert all(rate > 0 for rates in timed["by_threads"].values() for rate in rates.values())
-    assert timed["images_per_second"] == timed["by_threads"][timed["threads"]]
-    assert options["config"]["precision"] == timed["chosen"] in timed["images_per_second"]
-    assert f"thread pools: {timed['threads']} " in first.stdout and "precision auto: " in first.stdout
+    assert options["config"]["precision"] == options["precision_auto"]["chosen"] == expected.policy
+    assert options["precision_auto"]["threads"] == list(expected.threads)
+    assert f"precision auto: {expected.policy} ({expected.reason}" in first.stdout
+    set_pools = f"thread pools: intra-op {expected.threads[0]}, inter-op {expected.threads[1]}"
+    assert (set_pools in first.stdout) == (expected.threads != precision.DEFAULT_THREADS)
     resumed = subprocess.run([*train, "--resume", str(run), "--epochs", "2"], cwd=ROOT, capture_output=True,
                              text=True, timeout=600, env=env)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert "child process" not in resumed.stdout and "epoch 2/2" in resumed.stdout
+    assert "precision auto" not in resumed.stdout and "epoch 2/2" in resumed.stdout
     assert "dataset has changed" not in resumed.stdout  # the recorded --max_megapixels 0.01 still leaves big.png out
-    assert f"thread pools: {timed['threads']} (intra-op, inter-op threads; as this run was timed)" in resumed.stdout
+    again = json.loads((run / "training_options.json").read_text())
+    assert again["config"]["precision"] == expected.policy
+    assert (f"{set_pools} (as this run recorded)" in resumed.stdout) == (expected.threads != precision.DEFAULT_THREADS)
+
+
+MISSING = "does_not_exist"
+
+
+@pytest.mark.parametrize("args", [
+    ["--TYPE", "train", "--path", f"{MISSING}/"],
+    ["--TYPE", "train", "--resume", MISSING],
+    ["--TYPE", "generate", "--run_dir", MISSING],
+    ["--TYPE", "generate", "--checkpoint", f"{MISSING}/checkpoints/ckpt-4"],
+    ["--TYPE", "evaluate", "--path", ".", "--compare_path", MISSING],
+    ["--TYPE", "serve", "--run_dir", MISSING],
+])
+def test_a_missing_path_is_one_line_and_exit_2_before_tensorflow_is_imported(args, tmp_path):
+    """A `tensorflow` package that fails on import stands first on the path: the answer must come
+    without it (the import takes seconds)."""
+    shim = tmp_path / "shim" / "tensorflow"
+    shim.mkdir(parents=True)
+    (shim / "__init__.py").write_text("raise ImportError('TensorFlow was imported before the paths were checked')\n")
+    path = os.pathsep.join(filter(None, [str(shim.parent), str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    result = train_py(*args, env={"PYTHONPATH": path})
+    flag, value = args[-2:]
+    assert (result.returncode, result.stdout, result.stderr) == (2, "", f"error: {flag} {value} does not exist\n")
+
+
+def _other_value(field, current):
+    """A valid value of a config flag other than `current`, from its metadata."""
+    meta = field.metadata
+    if isinstance(current, bool):
+        return not current
+    if meta["choices"]:
+        return next(c for c in meta["choices"] if c != current)
+    if isinstance(current, int):
+        return current + 1 if meta["upper"] is None or current < meta["upper"] else current - 1
+    if isinstance(current, float):
+        return (current + 1.0) / 2 if meta["upper"] == 1 else current + 0.5
+    return "translation" if field.name in ("augment", "ada_augment") else f"{current}x"
+
+
+def test_every_config_flag_reaches_its_field_through_the_command_line():
+    """The flags generated from config.py's fields (each option written once): each, parsed from a
+    command line with another value than its preset's, changes that field of the resolved config
+    (under the first preset that admits the value), and bad values are refused with one line by the
+    bounds and enums of its metadata."""
+    from absl import flags
+
+    from illustration_gan import cli
+    from illustration_gan import config as config_lib
+
+    special = {"augment": "translation", "ada_augment": "color", "precision": "mixed_bfloat16"}
+    try:
+        for field in config_lib.flag_fields():
+            for preset in ("dcgan", "illustration", "wgan"):
+                base = config_lib.flat(config_lib.resolve(preset, {}))
+                value = special.get(field.name, _other_value(field, base[field.name]))
+                arg = (f"--{field.name}" if value is True else f"--no{field.name}" if value is False
+                       else f"--{field.name}={value}")
+                flags.FLAGS.unparse_flags()
+                flags.FLAGS(["train.py", f"--model={preset}", "--path=faces/", arg])
+                try:
+                    config = cli.resolved_config()
+                except config_lib.UserError:
+                    continue  # a value this preset refuses (e.g. the z-predictor outside IllustrationGAN)
+                assert config_lib.flat(config)[field.name] == value, arg
+                break
+            else:
+                raise AssertionError(f"no preset accepts {arg}")
+    finally:
+        flags.FLAGS.unparse_flags()
+    for bad in ("--seed=-1", "--image_size=48", "--loss=l2", "--lr_decay=2", "--batch_size=0"):
+        refused = console("train", "--dry_run", bad)
+        assert refused.returncode != 0 and bad.split("=")[0] in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_train_help_shows_the_values_of_the_preset_it_names():
+    fast, dcgan = console("train", "--help"), console("train", "--model", "dcgan", "--help")
+    assert fast.returncode == 0 and dcgan.returncode == 0
+    assert "--batch_size=8\n" in fast.stdout and "--g_lr=0.0004\n" in fast.stdout
+    assert "--batch_size=64\n" in dcgan.stdout and "--g_lr=0.0002\n" in dcgan.stdout
+    assert "--model dcgan trains with" in dcgan.stdout
+    by_type = train_py("--TYPE", "train", "--model", "illustration", "--help")
+    assert "--batch_size=32\n" in by_type.stdout and "--minibatch_kernels=100\n" in by_type.stdout
+    for text in (fast.stdout, by_type.stdout):
+        assert "README, " not in text  # the sections it once pointed to do not exist
 
 
 @pytest.mark.parametrize("command", ["train", "generate"])

@@ -6,8 +6,11 @@ beside the project root; tests that need them skip with the reason when absent.
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
+import json
+import signal
 import http.server
 import io
 import os
@@ -29,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from data_tools import cascade as cascade_lib  # noqa: E402
 from data_tools import crop_faces, face_cropping, face_dataset, image_io  # noqa: E402
+from illustration_gan import folder_lock  # noqa: E402
 
 # Small illustrations with 0 to 5 faces (two are PNGs with alpha named .jpg,
 # one has faces below --min_face), to keep the tests fast.
@@ -529,3 +533,155 @@ def test_re_runs_add_no_duplicate_sources_rows(tmp_path, cascade_path, shared_il
     assert rows[-1] == ("text.jpg", "ok") and len(rows) == 3
     run_quiet(config(input_dir, out, cascade_path))
     assert len(jsonl(out / "sources.jsonl")) == 3
+
+
+# ---------------------------------------------------------------------------
+# The input is never written, a full disk loses nothing, one writer per --output (issue 49)
+
+
+def test_a_preview_inside_input_or_onto_an_input_file_is_refused(tmp_path, cascade_path, shared_illustrations):
+    input_dir = make_input(tmp_path / "in", SUBSET[:1])
+    own = input_dir / "own.jpg"  # a file of the input itself, not a link
+    own.write_bytes((shared_illustrations / SUBSET[1]).read_bytes())
+    elsewhere = tmp_path / "elsewhere"  # an input file reached through a link
+    elsewhere.mkdir()
+    (elsewhere / "linked.jpg").write_bytes((shared_illustrations / SUBSET[2]).read_bytes())
+    (input_dir / "linked.jpg").symlink_to(elsewhere / "linked.jpg")
+    before, before_input = snapshot(tmp_path), snapshot(input_dir)
+    out = tmp_path / "out"
+    for target, says in ((own, "--preview_path .* is inside --input"), (input_dir / "new" / "sheet.png", "inside --input"),
+                         (elsewhere / "linked.jpg", "is the input file linked.jpg")):
+        with pytest.raises(crop_faces.CropFacesError, match=says):
+            run_quiet(config(input_dir, out, cascade_path, preview=True, preview_path=str(target)))
+    cli = _cli("--input", str(input_dir), "--output", str(out), "--cascade", cascade_path, "--preview",
+               "--preview_path", str(own))
+    assert cli.returncode != 0 and "inside --input" in cli.stderr and "Traceback" not in cli.stderr
+    assert snapshot(tmp_path) == before and not out.exists()
+
+    sheet = tmp_path / "sheet.png"  # outside the input: written
+    run_quiet(config(input_dir, out, cascade_path, preview=True, preview_path=str(sheet)))
+    assert cv2.imread(str(sheet)) is not None and snapshot(input_dir) == before_input
+
+
+class _FillingDisk:
+    """face_dataset's `open`, on a disk that fills after `budget` bytes: the write that crosses it
+    writes what still fits and raises ENOSPC, as a full disk does. `writes` lists (file, bytes)."""
+
+    def __init__(self, budget: float):
+        self.left, self.writes = budget, []
+
+    def __call__(self, path, mode="r", *args, **kwargs):
+        f = open(path, mode, *args, **kwargs)
+        return f if mode in ("r", "rb") else _DiskFile(f, self)
+
+
+class _DiskFile:
+    def __init__(self, f, disk):
+        self.f, self.disk = f, disk
+
+    def write(self, data):
+        self.disk.writes.append((os.path.basename(self.f.name), len(data)))
+        if len(data) > self.disk.left:
+            self.f.write(data[: int(self.disk.left)])
+            self.disk.left = 0
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.f.name)
+        self.disk.left -= len(data)
+        return self.f.write(data)
+
+    def writelines(self, lines):
+        for line in lines:
+            self.write(line)
+
+    def close(self):
+        self.f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+
+def _records(out: Path) -> dict:
+    """The dataset as a comparable value: its three records (rows in canonical form) and face files."""
+    rows = lambda name: sorted(json.dumps(r, sort_keys=True) for r in jsonl(out / name))  # noqa: E731
+    faces = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in out.iterdir() if not p.name.startswith(".")
+             and p.suffix == ".png"}
+    return {"manifest": rows("manifest.jsonl"), "rejected": rows("rejected.jsonl"),
+            "sources": rows("sources.jsonl"), "faces": faces}
+
+
+@pytest.fixture(scope="module")
+def room_to_spare(tmp_path_factory, cascade_path, shared_illustrations):
+    """(input folder, the dataset a run with room makes of it, that run's writes in order)."""
+    tmp = tmp_path_factory.mktemp("room")
+    input_dir = make_input(tmp / "in", ["jlaoo_ahagon_umiko_19.jpg", "xavierjiezou_test_4.jpg"])
+    clean = _FillingDisk(float("inf"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(face_dataset, "open", clean, raising=False)
+        run_quiet(config(input_dir, tmp / "clean", cascade_path))
+    reference = _records(tmp / "clean")
+    assert len(reference["faces"]) == 7 and reference["rejected"] and len(reference["sources"]) == 2
+    return input_dir, reference, clean.writes
+
+
+@pytest.mark.parametrize("fails_at", ["face", "manifest.jsonl", "rejected.jsonl", "sources.jsonl", "last write"])
+def test_a_full_disk_stops_with_one_line_and_the_same_command_resumes(tmp_path, monkeypatch, cascade_path,
+                                                                        room_to_spare, fails_at):
+    input_dir, reference, writes = room_to_spare
+
+    # The disk fills halfway through the first write into the named file (or the run's last write).
+    sizes = [size for _, size in writes]
+    k = len(sizes) - 1 if fails_at == "last write" else next(
+        i for i, (name, _) in enumerate(writes) if name == fails_at or (fails_at == "face" and name.endswith(".partial")))
+    monkeypatch.setattr(face_dataset, "open", _FillingDisk(sum(sizes[:k]) + sizes[k] // 2), raising=False)
+    out = tmp_path / "out"
+    with pytest.raises(crop_faces.CropFacesError) as error:
+        run_quiet(config(input_dir, out, cascade_path))
+    message = str(error.value)
+    assert "\n" not in message and "No space left on device" in message and "run the same command to resume" in message
+    # What is on disk is consistent: only whole illustrations are recorded, every face file is in the manifest.
+    stopped = _records(out)
+    assert set(stopped["faces"]) == {json.loads(r)["file"] for r in stopped["manifest"]}
+    assert set(stopped["manifest"]) <= set(reference["manifest"]) and set(stopped["sources"]) <= set(reference["sources"])
+    recorded = {json.loads(r)["source"] for r in stopped["sources"]}
+    assert {json.loads(r)["source"] for r in stopped["manifest"] + stopped["rejected"]} <= recorded
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []  # no partial file, no lock
+
+    monkeypatch.setattr(face_dataset, "open", open, raising=False)  # space is back
+    resumed = run_quiet(config(input_dir, out, cascade_path))
+    assert resumed.already_done == len(recorded)
+    assert _records(out) == reference
+
+
+def test_a_second_run_on_one_output_stops_with_one_line_naming_the_first(tmp_path, cascade_path, shared_illustrations,
+                                                                          lock_holder):
+    input_dir = make_input(tmp_path / "in", SUBSET[:2])
+    out = tmp_path / "out"
+    first = lock_holder(out)  # a run writing into --output
+    with pytest.raises(folder_lock.FolderLocked, match=f"PID {first.pid}"):
+        run_quiet(config(input_dir, out, cascade_path))
+    cli = _cli("--input", str(input_dir), "--output", str(out), "--cascade", cascade_path)
+    assert cli.returncode == 2 and cli.stderr.splitlines() == [cli.stderr.strip()]
+    assert cli.stderr.startswith("error: ") and f"PID {first.pid}" in cli.stderr and "in use" in cli.stderr
+    assert [p.name for p in out.iterdir()] == [folder_lock.LOCK_FILE]  # nothing written
+
+    first.send_signal(signal.SIGKILL)  # the first run dies without releasing its lock
+    first.wait()
+    stderr = io.StringIO()
+    summary = crop_faces.run(config(input_dir, out, cascade_path), stdout=io.StringIO(), stderr=stderr)
+    assert f"taking over the lock of {out} left by holder PID {first.pid}" in stderr.getvalue()
+    assert summary.faces_written == len(jsonl(out / "manifest.jsonl")) == len(list(out.glob("*.png"))) > 0
+    assert not (out / folder_lock.LOCK_FILE).exists()
+
+
+def test_an_earlier_output_inside_input_is_skipped_with_one_line(tmp_path, cascade_path, shared_illustrations):
+    input_dir = make_input(tmp_path / "in", SUBSET[:2])
+    first = run_quiet(config(input_dir, tmp_path / "faces", cascade_path))
+    (tmp_path / "faces").rename(input_dir / "old_faces")  # e.g. moved there by hand
+    stderr = io.StringIO()
+    second = crop_faces.run(config(input_dir, tmp_path / "out", cascade_path), stdout=io.StringIO(), stderr=stderr)
+    assert second.images_found == 2 and second.faces_detected == first.faces_detected
+    assert second.faces_written == first.faces_written > 0
+    lines = [line for line in stderr.getvalue().splitlines() if "old_faces" in line]
+    assert len(lines) == 1 and lines[0].startswith("warning: skipping 1 folder") and "not cropped again" in lines[0]

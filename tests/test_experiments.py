@@ -121,8 +121,8 @@ def test_the_experiments_import_without_editing_sys_path():
     import sys
 
     path_before = list(sys.path)
-    for name in ("colour_drift", "conv_shapes", "matmul_grad_step", "quality_curve", "recall_diagnosis", "run_progress",
-                 "sampling_modes", "subpixel_resize_conv", "weight_averaging"):
+    for name in ("colour_drift", "conv_shapes", "dense_vs_conv", "matmul_grad_step", "quality_curve", "recall_diagnosis",
+                 "run_progress", "sampling_modes", "subpixel_resize_conv", "weight_averaging"):
         module = importlib.import_module(f"experiments.{name}")
         assert callable(module.main)
     assert sys.path == path_before
@@ -179,3 +179,48 @@ def test_the_lookahead_step_pulls_both_players_back_to_their_slow_weights(tmp_pa
     assert all(np.array_equal(a, b) for a, b in zip(trained(0.0, "still"), start, strict=True))
     moved = trained(1.0, "moving")
     assert sum(float(np.abs(a - b).sum()) for a, b in zip(moved, start, strict=True)) > 0
+
+
+def test_dense_vs_conv_counts_collapses_after_diversity_and_the_epoch_a_restart_would_take(tmp_path):
+    import json
+
+    from experiments.dense_vs_conv import score_run
+    from illustration_gan import config as config_lib
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    config = config_lib.resolve("dense", {"image_size": 32})
+    (run_dir / run_folder.OPTIONS_FILE).write_text(json.dumps({"config": config.to_json()}))
+    rng = np.random.default_rng(0)
+    diverse = lambda: rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)  # noqa: E731
+    alike = lambda: np.repeat(rng.integers(0, 256, (1, 32, 32, 3), dtype=np.uint8), 64, axis=0)  # noqa: E731
+    # Epoch 1 alike before ever being diverse (an untrained G, not a collapse); collapses at epochs 3 and 5.
+    for epoch, tiles in enumerate([alike(), diverse(), alike(), diverse(), alike()], start=1):
+        run_folder.save_png(str(run_dir / f"fakes_{epoch:06d}.png"), run_folder.image_grid(tiles))
+    (run_dir / run_folder.STATS_FILE).write_text("".join(json.dumps({"epoch": e, "epoch_seconds": 2.0 * e}) + "\n"
+                                                         for e in range(1, 6)))
+    reference = {"faces": 0.5, "diversity": float(np.sqrt(32 * 32 * 3 / 6)), "roughness": 1 / 6 * 2}
+    scores = score_run(str(run_dir), reference, cascade=None)
+    assert scores["collapses"] == 2 and scores["last_good_epoch"] == 2 and scores["epochs"] == 5
+    assert scores["seconds_per_epoch"] == 6.0 and scores["faces_at_epoch"] is None
+    assert 0.1 < scores["pixelation"] < 10
+
+
+def test_dense_vs_conv_scores_a_dense_run_and_finds_faces_in_real_faces(tmp_path, noise_faces):
+    import cv2
+    import tensorflow as tf
+
+    from experiments.dense_vs_conv import CASCADE, real_reference, score_run, table_row
+    from illustration_gan import config as config_lib
+    from illustration_gan import training
+    from conftest import require_shared
+
+    cascade = cv2.CascadeClassifier(str(require_shared(CASCADE.name)))
+    faces = real_reference(str(require_shared("anime_faces")), cascade, size=32, count=16)
+    assert faces["faces"] > 0.3 and faces["diversity"] > 0  # the detector finds faces in most real faces
+    config = config_lib.resolve("dense", dict(image_size=32, fc_units=16, z_dim=8, batch_size=16, epochs=2))
+    run_dir = str(tmp_path / "run")
+    training.train(config, noise_faces(32), run_dir, tf.distribute.get_strategy())
+    scores = score_run(run_dir, faces, cascade)
+    assert scores["epochs"] == 2 and scores["seconds_per_epoch"] > 0 and 0 <= scores["faces_last"] <= 1
+    assert table_row("dense", 0, scores).startswith("| dense | 0 | 2 |")

@@ -142,16 +142,16 @@ def _mount_tmpfs(path, options: str) -> None:
 
 
 def test_an_output_that_is_a_file_or_on_a_read_only_disk_is_one_line(generator, tmp_path):
-    """Issue 49, item 16: FileExistsError and OSError tracebacks before."""
+    """Issue 49, item 16: FileExistsError and OSError tracebacks before (the folder lock now meets both first)."""
     existing = tmp_path / "a-file"
     existing.write_text("mine")
-    with pytest.raises(UserError, match="is a file") as error:
+    with pytest.raises(UserError, match="is not a folder") as error:
         generate.write_images(_sampler(generator), 2, str(existing), progress=None)
     assert existing.read_text() == "mine" and "\n" not in str(error.value)
     disk = tmp_path / "ro"
     _mount_tmpfs(disk, "ro,size=100k")
     try:
-        with pytest.raises(UserError, match="could not write .*Read-only file system") as error:
+        with pytest.raises(UserError, match="Read-only file system") as error:
             generate.write_images(_sampler(generator), 2, str(disk / "out"), progress=None)
         assert "\n" not in str(error.value)
     finally:

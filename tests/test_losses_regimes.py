@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from illustration_gan import losses
+from illustration_gan.training import losses
 from illustration_gan.training import regimes
 
 

@@ -26,11 +26,11 @@ def test_shapes_and_ranges(architecture, size):
 
 def test_dcgan_matches_the_pytorch_tutorial_sizes():
     nets = build_networks(dataclasses.replace(PRESETS["dcgan"][0], image_size=64))
-    # The tutorial's networks have 3,576,704 and 2,765,568 trainable parameters; ours add only
-    # the output layers' biases (PyTorch's last convolutions have none).
+    # The tutorial's networks have 3,576,704 and 2,765,568 trainable parameters; so have ours, whose
+    # output layers are bias-free as PyTorch's last convolutions are (framework="pytorch").
     trainable = lambda m: sum(int(np.prod(v.shape)) for v in m.trainable_variables)  # noqa: E731
-    assert trainable(nets.generator) == 3_576_704 + 3
-    assert trainable(nets.discriminator) == 2_765_568 + 1
+    assert trainable(nets.generator) == 3_576_704
+    assert trainable(nets.discriminator) == 2_765_568
 
 
 def _bilinear_reference(x):
@@ -84,7 +84,7 @@ def test_zpredictor_gradient_reaches_generator_fc_and_predictor_not_discriminato
                          minibatch_kernels=4, z_predictor=True)
     nets = build_networks(config)
     z = nets.generator.sample_latents(4, tf.constant([3, 4], tf.int64))
-    from illustration_gan.losses import z_prediction_loss
+    from illustration_gan.training.losses import z_prediction_loss
 
     variables = nets.generator.trainable_variables + nets.z_predictor.trainable_variables + nets.discriminator.trainable_variables
     with tf.GradientTape() as tape:

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from illustration_gan import config as config_lib
-from illustration_gan import losses
+from illustration_gan.training import losses
 from illustration_gan.training import objectives, terms
 
 REAL, FAKE = tf.constant([2.0, -0.5, 0.25]), tf.constant([-1.0, 0.75, 3.0])

@@ -302,3 +302,39 @@ def test_lr_decay_lowers_both_rates_by_the_share_of_steps_done(real_faces, tmp_p
     # The rate is set before each step from the steps done: 3/8 (flat) and 7/8 (a quarter left of the half).
     assert [r["g_lr"] for r in stats] == pytest.approx([1e-3, 0.25e-3])
     assert float(trainer.d_optimizer.learning_rate.numpy()) == pytest.approx(1e-3)
+
+
+def test_fid_every_keeps_the_best_generator_and_its_checkpoint_and_generate_and_serve_use_it(real_faces, tmp_path):
+    """--fid_every through the command line (it once crashed at the end of every run): FID each
+    epoch into stats.jsonl and metric-fid.jsonl, generator-best.keras and checkpoints-best/ kept,
+    the hooks after it (the GIF) still run, the last lines name the best epoch; generate --best,
+    generate --checkpoint RUN/checkpoints-best and serve's --best use them."""
+    weights = require_shared("fid_inception_v3_2015-12-05.npz")
+    run = tmp_path / "run"
+    result = run_cli("--TYPE", "train", "--path", str(real_faces), "--run_dir", str(run), "--epochs", "2",
+                     *SMALL, "--fid_every", "1", "--num_samples", "32", "--num_real", "64",
+                     "--fid_weights", str(weights), timeout=600)
+    rows = run_folder.read_jsonl(str(run / "metric-fid.jsonl"))
+    assert [r["epoch"] for r in rows] == [1, 2] and all(r["fid32"] > 0 for r in rows)
+    assert all("fid32" in r for r in run_folder.read_jsonl(str(run / run_folder.STATS_FILE)))
+    best = min(rows, key=lambda r: r["fid32"])
+    assert f"best fid32 {best['fid32']:.2f} at epoch {best['epoch']}" in result.stdout
+    assert (run / "progress.gif").exists() and (run / run_folder.BEST_GENERATOR_FILE).exists()
+    kept = run / run_folder.BEST_CHECKPOINT_DIR
+    assert tf.train.latest_checkpoint(str(kept)).endswith(f"ckpt-{best['step']}")
+    for args in (["--best"], ["--checkpoint", str(kept)]):
+        out = tmp_path / f"out{len(args)}"
+        run_cli("--TYPE", "generate", "--run_dir", str(run), "--img_num", "4", "--output", str(out), *args)
+        assert len(list(out.glob("*.png"))) == 5  # 4 images and the grid
+    both = run_cli("--TYPE", "generate", "--run_dir", str(run), "--best", "--checkpoint", str(kept), check=False)
+    assert both.returncode == 2 and "--best and --checkpoint" in both.stderr
+    from illustration_gan.serve import create_app, explorer_of
+
+    best_model = explorer_of(create_app(str(run), "", best=True)).sampler.generator
+    saved = tf.keras.models.load_model(str(run / run_folder.BEST_GENERATOR_FILE), compile=False)
+    assert all(np.array_equal(a, b) for a, b in zip(best_model.get_weights(), saved.get_weights()))
+
+
+def test_training_takes_only_callbacks():
+    with pytest.raises(TypeError, match="is not a training.Callback"):
+        training.train(None, None, "", None, callbacks=[object()])

@@ -220,71 +220,21 @@ def test_the_pace_grows_calls_to_about_a_second_and_never_past_the_deadline():
         cluster.record(10, seconds)
 
 
-def test_the_fastest_threads_and_policy_must_each_beat_the_default_by_the_margin():
+def test_a_run_records_what_precision_auto_chose_and_ends_naming_its_folder_and_files(tmp_path, noise_faces,
+                                                                                       capsys):
     from illustration_gan.training import precision
 
-    assert precision.MARGIN == 1.05
-    by_threads = {"default": {"float32": 100.0, "mixed_bfloat16": 104.0},
-                  "intra 1, inter 2": {"float32": 104.0, "mixed_bfloat16": 112.0}}
-    # bfloat16 at the default pools (104) and float32 at other pools (104) are within 5% of 100;
-    # bfloat16 at other pools (112 > 100 x 1.05 x 1.05) wins.
-    assert precision.fastest(by_threads) == ("intra 1, inter 2", "mixed_bfloat16")
-    by_threads["intra 1, inter 2"]["mixed_bfloat16"] = 110.0
-    assert precision.fastest(by_threads) == ("default", "float32")
-    by_threads["default"]["mixed_bfloat16"] = 106.0
-    assert precision.fastest(by_threads) == ("default", "mixed_bfloat16")
-
-
-def test_precision_auto_shows_a_failure_of_float32_itself_not_an_empty_choice():
-    """float32 is the baseline: when it fails too, the run's own error is the one to see."""
-    from illustration_gan.training import precision
-
-    def broken(config):
-        raise ValueError(f"the input cannot be read ({config.precision})")
-
-    logged = []
-    configs = [_tiny(precision=p) for p in ("float32", "mixed_bfloat16")]
-    with pytest.raises(ValueError, match=r"cannot be read \(float32\)"):
-        precision.time_policies(configs, tf.distribute.get_strategy(), broken, logged.append)
-
-
-def test_child_rounds_default_to_two_and_a_bad_override_is_one_clear_error(monkeypatch):
-    from illustration_gan import UserError
-    from illustration_gan.training import precision
-
-    monkeypatch.delenv("ILLUSTRATION_GAN_CHILD_ROUNDS", raising=False)
-    assert precision.child_rounds() == 2
-    monkeypatch.setenv("ILLUSTRATION_GAN_CHILD_ROUNDS", "3")
-    assert precision.child_rounds() == 3
-    for bad in ("0", "two", "-1"):
-        monkeypatch.setenv("ILLUSTRATION_GAN_CHILD_ROUNDS", bad)
-        with pytest.raises(UserError, match="whole number of at least 1"):
-            precision.child_rounds()
-
-
-def test_precision_auto_times_the_candidates_records_the_choice_and_caches_it(tmp_path, noise_faces, monkeypatch, capsys):
-    monkeypatch.setenv("ILLUSTRATION_GAN_CACHE", str(tmp_path / "cache"))
-    source = noise_faces(16)
-    strategy = tf.distribute.get_strategy()
-    training.train(_tiny(epochs=1, precision="auto"), source, str(tmp_path / "a"), strategy)
-    options = run_folder.read_json(str(tmp_path / "a" / "training_options.json"))
-    timed = options["precision_auto"]
-    assert set(timed["images_per_second"]) >= {"float32", "mixed_bfloat16"}
-    assert all(rate > 0 for rate in timed["images_per_second"].values())
-    assert options["config"]["precision"] == timed["chosen"] in timed["images_per_second"]
-    assert "timed now" in capsys.readouterr().out
-    training.train(_tiny(epochs=1, precision="auto"), source, str(tmp_path / "b"), strategy)
-    assert "cached in" in capsys.readouterr().out
-    again = run_folder.read_json(str(tmp_path / "b" / "training_options.json"))
-    assert again["config"]["precision"] == timed["chosen"]
-    cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
-    if len(cores) > 1:  # a timing on all cores does not decide for a run pinned to one (`taskset -c 0`)
-        os.sched_setaffinity(0, {min(cores)})
-        try:
-            training.train(_tiny(epochs=1, precision="auto"), source, str(tmp_path / "c"), strategy)
-        finally:
-            os.sched_setaffinity(0, cores)
-        assert "timed now" in capsys.readouterr().out
+    run_dir = str(tmp_path / "run")
+    config = _tiny(epochs=1, precision="auto")
+    training.train(config, noise_faces(16), run_dir, tf.distribute.get_strategy())
+    options = run_folder.read_json(os.path.join(run_dir, "training_options.json"))
+    expected = precision.choose(config)
+    assert options["config"]["precision"] == options["precision_auto"]["chosen"] == expected.policy
+    assert options["precision_auto"]["reason"] == expected.reason and len(options["precision_auto"]["threads"]) == 2
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert f"precision auto: {expected.policy} ({expected.reason}; force another with --precision)" in lines
+    assert lines[-1] == (f"run folder {run_dir}: open fakes_000001.png, losses.png, progress.gif, generator.keras; "
+                         f"more faces: python train.py --TYPE generate --run_dir {run_dir}")
     assert keras.mixed_precision.global_policy().name == "float32"  # the run does not leave its policy behind
 
 
@@ -304,6 +254,60 @@ def test_max_minutes_is_the_whole_runs_budget_across_a_resume(tmp_path, noise_fa
     training.train(_tiny(epochs=2), source, run_dir, strategy, resume=True)
     first, second = run_folder.read_jsonl(os.path.join(run_dir, "stats.jsonl"))
     assert second["training_minutes"] * 60 >= first["training_minutes"] * 60 + second["epoch_seconds"]
+
+
+def test_the_progress_line_times_the_calls_after_the_compiling_one(monkeypatch, capsys):
+    """The run's first call traces and compiles the step: its seconds do not enter the time left
+    (the first line once said "epoch left 1h10m" for a run of minutes)."""
+    from illustration_gan.training import callbacks
+
+    clock = [1000.0]
+    monkeypatch.setattr(callbacks.time, "time", lambda: clock[0])
+    progress = callbacks.Progress(callbacks.Log(None), epochs=1, steps_per_epoch=100, batch_size=8, deadline=1e12)
+    progress.interactive = True
+    means = {"d_loss": 1.0, "g_loss": 1.0}
+    for step, seconds in ((10, 60.0), (20, 1.0), (30, 1.0)):  # 10 steps a call: 60 s compiling, then 1 s
+        progress.on_steps_begin(step - 10)
+        clock[0] += seconds
+        progress.on_steps_end(step, 10, means)
+    first, *_, last = capsys.readouterr().out.split("\r")[1:]
+    assert "compiled the step in 60 s" in first and "left" not in first
+    assert "80 img/s" in last and "epoch left 0m07s" in last  # 70 steps at 10 a second
+
+
+class _CollapseAt(training.Callback):
+    """Forces a collapse at the end of epoch `epoch`: G's first layer stops reading z (its kernel
+    zeroed), so every z gives the same image, as in a mode collapse."""
+
+    def __init__(self, epoch: int, steps_per_epoch: int):
+        self.last_step = epoch * steps_per_epoch
+
+    def on_train_begin(self, trainer):
+        self.trainer = trainer
+
+    def on_steps_end(self, step, steps, means):
+        if step == self.last_step:
+            first_kernel = self.trainer.generator.trainable_variables[0]
+            first_kernel.assign(tf.zeros_like(first_kernel))
+
+
+def test_a_forced_collapse_rolls_back_to_the_last_good_epoch_and_halves_the_rates(tmp_path, noise_faces, capsys):
+    source = noise_faces(32)  # 4 steps per epoch at batch 8
+    run_dir = tmp_path / "run"
+    config = _tiny(epochs=3, update_order="alternating")
+    trainer = training.train(config, source, str(run_dir), tf.distribute.get_strategy(),
+                             callbacks=[_CollapseAt(3, 4)])
+    records = run_folder.read_jsonl(str(run_dir / "stats.jsonl"))
+    assert [r.get("rolled_back_to") for r in records] == [None, None, 2], [r["diversity"] for r in records]
+    assert records[2]["diversity"] < 0.25 * max(r["diversity"] for r in records[:2])
+    assert "a collapse: rolled back to epoch 2's networks and halved both learning rates" in capsys.readouterr().out
+    assert trainer.rate_factor == 0.5
+    assert float(trainer.g_optimizer.learning_rate.numpy()) == pytest.approx(config.training.g_lr / 2)
+    assert int(trainer.step.numpy()) == 12 and int(trainer.epoch.numpy()) == 3  # the counters went on
+    epoch2 = training.GANTrainer(config, tf.distribute.get_strategy())
+    epoch2.checkpoint.read(str(run_dir / "checkpoints" / "ckpt-8")).expect_partial()
+    for rolled_back, good in zip(trainer.generator.weights, epoch2.generator.weights, strict=True):
+        np.testing.assert_array_equal(np.asarray(rolled_back), np.asarray(good))
 
 
 def test_a_resumed_run_on_fewer_images_says_so_and_counts_its_epochs_by_them(tmp_path, noise_faces, capsys):

@@ -9,9 +9,9 @@ import pytest
 import tensorflow as tf
 
 from illustration_gan import config as config_lib
-from illustration_gan import losses
+from illustration_gan.training import losses
 from illustration_gan.training import GANTrainer
-from illustration_gan.training.step import Z_SALT
+from illustration_gan.training.seeds import Z as Z_SALT
 
 TINY = dict(image_size=32, g_width=4, d_width=4, z_dim=8, batch_size=8)
 REAL = tf.random.stateless_uniform([8, 32, 32, 3], [1, 2], -1, 1)
@@ -76,15 +76,28 @@ def test_the_z_prediction_step_trains_only_the_fc_layers_and_the_predictor():
     trainer.g_optimizer.learning_rate.assign(0.0)  # freeze the adversarial updates
     trainer.d_optimizer.learning_rate.assign(0.0)
     before = {v.path: v.numpy().copy() for v in trainer.generator.trainable_variables}
-    predictor_before = _weights(trainer.z_predictor)
+    predictor_before = _weights(trainer.networks.z_predictor)
     discriminator_before = _weights(trainer.discriminator)
     metrics = _one_step(trainer)
     assert np.isfinite(float(metrics["zpred_loss"]))
     changed = {v.path for v in trainer.generator.trainable_variables if np.abs(before[v.path] - v.numpy()).max() > 0}
     assert changed and all("fully_connected" in path for path in changed)
     assert len(changed) == len(trainer.generator.fully_connected.trainable_variables)
-    assert all(np.abs(a - b).max() > 0 for a, b in zip(predictor_before, _weights(trainer.z_predictor)))
+    assert all(np.abs(a - b).max() > 0 for a, b in zip(predictor_before, _weights(trainer.networks.z_predictor)))
     assert all(np.array_equal(a, b) for a, b in zip(discriminator_before, _weights(trainer.discriminator)))
+
+
+def test_the_z_prediction_step_runs_between_d_and_g_as_in_the_source():
+    """tdrussell/IllustrationGAN train.py: D, Z, then G. G's loss of the step is measured after the
+    Z step moved G's fully connected layers, so freezing the Z step changes it (and D's loss not)."""
+    losses_of = {}
+    for rate in (1e-2, 0.0):
+        trainer = _trainer("illustration", fc_units=16, minibatch_kernels=4)
+        trainer.z_prediction.optimizer.learning_rate.assign(rate)
+        metrics = _one_step(trainer)
+        losses_of[rate] = (float(metrics["d_loss"]), float(metrics["g_loss"]))
+    assert losses_of[1e-2][0] == pytest.approx(losses_of[0.0][0], rel=1e-6)
+    assert abs(losses_of[1e-2][1] - losses_of[0.0][1]) > 1e-6
 
 
 def test_the_monitored_rule_remembers_this_steps_g_loss_for_the_next():
@@ -92,7 +105,7 @@ def test_the_monitored_rule_remembers_this_steps_g_loss_for_the_next():
     iterator = iter(tf.data.Dataset.from_tensors(REAL).repeat())
     first = trainer.train_step(iterator)
     assert float(first["d_updates"]) == 1.0  # the first step always updates D
-    assert float(trainer.regime.previous_g_loss.numpy()) == pytest.approx(float(first["g_loss"]))
+    assert float(trainer.regime.gate.previous_g_loss.numpy()) == pytest.approx(float(first["g_loss"]))
     second = trainer.train_step(iterator)
     assert float(second["d_updates"]) == 0.0  # D's loss is below 100 x the previous G loss
     assert trainer.train_step.experimental_get_tracing_count() == 1

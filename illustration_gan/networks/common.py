@@ -23,8 +23,18 @@ def weight_init(config: ModelConfig | None = None):
     return keras.initializers.RandomNormal(stddev=0.02)
 
 
-def batch_norm():
-    # PyTorch's defaults (momentum 0.1 = Keras 0.9, eps 1e-5) and the tutorial's gamma ~ N(1, 0.02).
+def batch_norm(config: ModelConfig | None = None):
+    """PyTorch's defaults (momentum 0.1 = Keras 0.9, eps 1e-5) and the tutorial's gamma ~ N(1, 0.02).
+
+    With `framework="prettytensor"`, prettytensor 0.6.2's `batch_normalize` as IllustrationGAN called it
+    (no arguments; pretty_tensor_normalization_methods.py lines 75-77 and 103-106 at 5649411, the 0.6.2
+    release): no learned scale (`scale_after_normalization=False`) and epsilon 1e-3. Its moving-average
+    rate of 3e-4 never took effect there: the bookkeeper caps the decay at max(0.9, (1 + n) / (10 + n)) for
+    its own `global_step` n (bookkeeper.py lines 312-314), which IllustrationGAN never increments (its
+    optimisers step an unnamed variable, train.py line 60), so the decay stays 0.9: Keras' momentum 0.9.
+    """
+    if config is not None and config.framework == "prettytensor":
+        return fused_batch_norm.BatchNormalization(momentum=0.9, epsilon=1e-3, scale=False)
     return fused_batch_norm.BatchNormalization(
         momentum=0.9, epsilon=1e-5, gamma_initializer=keras.initializers.RandomNormal(1.0, 0.02)
     )
@@ -89,8 +99,26 @@ class Discriminator(ConfiguredModel):
                            _SpectralNorm)
         return not any(isinstance(layer, batch_dependent) for layer in self._flatten_layers(include_self=False))
 
-    def _make_head(self):
-        """Minibatch discrimination features (optional) and the final linear unit."""
+    def score_pair(self, real, fake, real_gradients: bool = False):
+        """The training-mode scores of `real` and of `fake`, and (if asked) the gradient of the real
+        scores with respect to `real` (for R1). Where D scores each image alone, one call on both:
+        one larger batch runs faster on a CPU than two small ones, with the same scores and gradients."""
+        if self.scores_each_image_alone:
+            count = tf.shape(real)[0]
+            both = tf.concat([real, tf.cast(fake, real.dtype)], axis=0)
+            with tf.GradientTape(watch_accessed_variables=False) as tape:
+                tape.watch(both)
+                scores = self(both, training=True)
+                real_scores, fake_scores = scores[:count], scores[count:]
+            return real_scores, fake_scores, tape.gradient(real_scores, both)[:count] if real_gradients else None
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(real)
+            real_scores = self(real, training=True)
+        fake_scores = self(fake, training=True)
+        return real_scores, fake_scores, tape.gradient(real_scores, real) if real_gradients else None
+
+    def _make_head(self, score=None):
+        """Minibatch discrimination features (optional) and the final linear unit (`score`, when given)."""
         from illustration_gan.networks.layers import MinibatchDiscrimination, SpectralNormDense
 
         c = self.model_config
@@ -99,10 +127,11 @@ class Discriminator(ConfiguredModel):
         if c.minibatch_kernels > 0 and c.minibatch_place == "head":
             xavier = c.init == "xavier"  # IllustrationGAN's custom_ops.py: Xavier W and a bias per kernel
             self.minibatch = MinibatchDiscrimination(
-                c.minibatch_kernels, c.minibatch_dims, use_bias=xavier, xavier=xavier, dtype="float32"
+                c.minibatch_kernels, c.minibatch_dims, use_bias=xavier, xavier=xavier,
+                count_self=c.framework == "prettytensor", dtype="float32",
             )
         dense = SpectralNormDense if c.spectral_norm else keras.layers.Dense
-        self.score = dense(1, kernel_initializer=weight_init(c), dtype="float32")
+        self.score = score or dense(1, kernel_initializer=weight_init(c), dtype="float32")
 
     def _minibatch_features(self, flat):
         if self.minibatch is None:

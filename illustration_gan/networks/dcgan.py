@@ -18,6 +18,12 @@ variables and values; the gradient alone 1.2-5.4x faster there on a CPU with AMX
 With `minibatch_place="first_block"`, D has the Pokemon GAN's convolutional minibatch
 discrimination after its first block (Edouard99/GAN Models/gan64.py at 06d4eb2, lines 96-140,
 whose networks are these with ngf = ndf = 128 and a widest level of 1024).
+With `framework="pytorch"` (the tutorial's and the Pokemon GAN's presets), the layers PyTorch
+built: G's last transposed convolution has no bias (`bias=False`, the tutorial's Generator and
+gan64.py line 88); D's output is the tutorial's bias-free 4x4 valid convolution (gan64.py line
+138) as a bias-free dense layer, and a critic's is `nn.Linear(ndf*8*4*4, 1)` (gan64.py lines
+131-135) with PyTorch's default initialisation, weight and bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
+which `weights_init` (lines 45-52: Conv and BatchNorm modules only) leaves as it is.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from illustration_gan.networks.common import (
     level_widths,
     weight_init,
 )
-from illustration_gan.networks.layers import MinibatchDiscrimination2D, SpectralNormConv2D
+from illustration_gan.networks.layers import MinibatchDiscrimination2D, SpectralNormConv2D, SpectralNormDense
 from illustration_gan.networks import matmul_grad
 
 PACKAGE = "illustration_gan"
@@ -56,7 +62,7 @@ class DCGANGenerator(Generator):
         blocks = []
         for level, width in enumerate(widths[1:]):
             blocks += [*self._upsample_2x(width, False, 8 << level), batch_norm(), keras.layers.ReLU()]
-        blocks += self._upsample_2x(3, True, c.image_size)
+        blocks += self._upsample_2x(3, c.framework != "pytorch", c.image_size)
         blocks.append(keras.layers.Activation("tanh", dtype="float32"))
         self.upsample = keras.Sequential(blocks, name="upsample")
 
@@ -83,7 +89,8 @@ class DCGANDiscriminator(Discriminator):
         # Without batch norm the convolutions get biases; spectral norm keeps the tutorial's bias-free ones.
         use_bias = c.d_norm == "none" and not c.spectral_norm
         layers = []
-        for i, width in enumerate(level_widths(c.d_width, c.levels, coarse_first=False, max_width=c.max_width)):
+        widths = level_widths(c.d_width, c.levels, coarse_first=False, max_width=c.max_width)
+        for i, width in enumerate(widths):
             conv = keras.layers.Conv2D if c.image_size >> i > matmul_grad.MATMUL_GRAD_MAX_MAP else matmul_grad.Conv2D
             conv = SpectralNormConv2D if c.spectral_norm else conv
             layers.append(conv(width, 4, 2, "same", use_bias=use_bias, kernel_initializer=weight_init()))
@@ -94,9 +101,19 @@ class DCGANDiscriminator(Discriminator):
                 # Edouard99/GAN Models/gan64.py line 118 (at 06d4eb2): after the first block, on its 32x32 map at 64 px.
                 layers.append(MinibatchDiscrimination2D(c.minibatch_kernels, c.minibatch_dims))
         self.body = keras.Sequential(layers, name="body")
-        self._make_head()
+        self._make_head(_pytorch_head(c, 4 * 4 * widths[-1]) if c.framework == "pytorch" else None)
 
     def call(self, images, training=False):
         flat = self.flatten(self.body(images, training=training))
         # The tutorial's final 4x4 valid convolution is this dense layer on the flattened 4x4 map.
         return self._score(flat, self._minibatch_features(flat))
+
+
+def _pytorch_head(c, features: int):
+    """D's output layer as PyTorch built it (module docstring)."""
+    dense = SpectralNormDense if c.spectral_norm else keras.layers.Dense
+    if c.critic:
+        fan_in = features + (c.minibatch_kernels if c.minibatch_place == "head" else 0)
+        init = keras.initializers.RandomUniform(-fan_in**-0.5, fan_in**-0.5)
+        return dense(1, kernel_initializer=init, bias_initializer=init, dtype="float32")
+    return dense(1, use_bias=False, kernel_initializer=weight_init(), dtype="float32")

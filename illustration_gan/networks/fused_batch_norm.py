@@ -18,8 +18,8 @@ its moving variance uses the batch's own (biased) variance, as Keras' does (the 
 kernel returns the Bessel-corrected one, which is undone), and its epsilon is raised to
 the kernel's least, 1.001e-5, where it is smaller (PyTorch's and the tutorial's 1e-5:
 a difference of 1e-8 in the denominator). Where the fused kernel is not used (float32,
-masks, inputs not of rank 4 with channels last, renorm, synchronised statistics, no
-scale or no centre) it calls Keras' own. Named as Keras' class on purpose, as in
+masks, inputs not of rank 4 with channels last, renorm, synchronised statistics) it calls
+Keras' own; without a scale or an offset it passes the kernel ones or zeros. Named as Keras' class on purpose, as in
 `matmul_grad`: a `.keras` file stores a layer list's weights under the snake-cased class
 names.
 """
@@ -39,13 +39,15 @@ class BatchNormalization(keras.layers.BatchNormalization):
     def _fused_applies(self, inputs, mask) -> bool:
         return (
             self.compute_dtype != "float32" and mask is None and len(inputs.shape) == 4 and self.axis in (-1, 3)
-            and self.scale and self.center and not self.renorm and not self.synchronized
+            and not self.renorm and not self.synchronized
         )
 
     def call(self, inputs, training=None, mask=None):
         if not self._fused_applies(inputs, mask):
             return super().call(inputs, training=training, mask=mask)
-        gamma, beta = tf.cast(self.gamma, tf.float32), tf.cast(self.beta, tf.float32)
+        channels = inputs.shape[-1]
+        gamma = tf.cast(self.gamma, tf.float32) if self.scale else tf.ones([channels], tf.float32)
+        beta = tf.cast(self.beta, tf.float32) if self.center else tf.zeros([channels], tf.float32)
         if training and self.trainable:
             outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
                 inputs, gamma, beta, epsilon=self.epsilon, is_training=True

@@ -26,6 +26,14 @@ convolution, batch norm or not, has a bias, as upsample_conv and conv2d do;
 minibatch discrimination gets a bias per kernel (custom_ops.py lines 113-128).
 Runs recorded before that field existed rebuild with N(0, 0.02) and no biases
 before batch norm.
+
+With `framework="prettytensor"` (the preset) the rest follows the source's libraries too:
+batch norm is prettytensor 0.6.2's default, without a learned scale and with epsilon 1e-3
+(`common.batch_norm`); the last fully connected layer makes 4x4 x (the first level's width),
+as model.py line 82 does (`starting_size**2 * num_filters / 2`: 4x4x512 at 64 px, 4x4x256 at
+the 32 px of its CIFAR setting, input.py lines 152-159); and minibatch discrimination counts
+each sample's closeness to itself, as custom_ops.py line 126 does. Runs recorded before that
+field existed rebuild with a learned scale, epsilon 1e-5 and 4x4x512.
 """
 
 from __future__ import annotations
@@ -56,17 +64,18 @@ class IllustrationGenerator(Generator):
         c = self.model_config
         widths = level_widths(c.g_width, c.levels, coarse_first=True)
         xavier = c.init == "xavier"  # the source's convolutions have biases, batch norm or not
+        top = widths[0] if c.framework == "prettytensor" else 512
         self.fully_connected = keras.Sequential(
-            [_dense(c, c.fc_units, "relu") for _ in range(3)] + [_dense(c, 4 * 4 * 512, "relu")],
+            [_dense(c, c.fc_units, "relu") for _ in range(3)] + [_dense(c, 4 * 4 * top, "relu")],
             name="fully_connected",
         )
-        self.reshape = keras.layers.Reshape((4, 4, 512))
+        self.reshape = keras.layers.Reshape((4, 4, top))
         blocks = []
         for width in widths:
             blocks += [
                 BilinearUpsample2x(),
                 keras.layers.Conv2D(width, 5, 1, "same", use_bias=xavier, kernel_initializer=weight_init(c)),
-                batch_norm(),
+                batch_norm(c),
                 keras.layers.ReLU(),
             ]
         blocks.append(keras.layers.Conv2D(3, 5, 1, "same", kernel_initializer=weight_init(c)))
@@ -94,7 +103,7 @@ class IllustrationDiscriminator(Discriminator):
                 width, 5, 1, "same", use_bias=xavier or not normalised, kernel_initializer=weight_init(c)
             ))
             if normalised:
-                layers.append(batch_norm())
+                layers.append(batch_norm(c))
             layers.append(keras.layers.LeakyReLU(0.1))
             layers.append(keras.layers.MaxPooling2D(2))
         self.body = keras.Sequential(layers, name="body")

@@ -41,14 +41,15 @@ class MinibatchDiscrimination(keras.layers.Layer):
 
     For input f (N, A) and a learned tensor T (A, B*C): M = f T reshaped to (N, B, C);
     c_b(i, j) = exp(-||M_i,b - M_j,b||_L1); o(i)_b = sum over j != i of c_b(i, j).
-    Returns o (N, B); callers concatenate it with their own features.
+    Returns o (N, B); callers concatenate it with their own features. With `count_self`, the sum
+    also takes j = i (adding 1), as IllustrationGAN's custom_ops.py does (lines 122-127 at aecb729).
     """
 
     def __init__(self, num_kernels: int = 100, kernel_dims: int = 5, use_bias: bool = False, xavier: bool = False,
-                 **kwargs):
+                 count_self: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.num_kernels, self.kernel_dims = num_kernels, kernel_dims
-        self.use_bias, self.xavier = use_bias, xavier
+        self.use_bias, self.xavier, self.count_self = use_bias, xavier, count_self
 
     def build(self, input_shape):
         init = keras.initializers.GlorotUniform() if self.xavier else keras.initializers.RandomNormal(stddev=0.02)
@@ -60,7 +61,8 @@ class MinibatchDiscrimination(keras.layers.Layer):
     def call(self, features):
         m = ops.reshape(ops.matmul(features, self.kernel), (-1, self.num_kernels, self.kernel_dims))
         l1 = ops.sum(ops.abs(m[:, None, :, :] - m[None, :, :, :]), axis=-1)  # (N, N, B)
-        out = ops.sum(ops.exp(-l1), axis=1) - 1.0  # exclude j == i, where exp(-0) = 1
+        out = ops.sum(ops.exp(-l1), axis=1)
+        out = out if self.count_self else out - 1.0  # exclude j == i, where exp(-0) = 1
         return out if self.bias is None else out + self.bias
 
     def compute_output_shape(self, input_shape):
@@ -68,7 +70,7 @@ class MinibatchDiscrimination(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "num_kernels": self.num_kernels, "kernel_dims": self.kernel_dims,
-                "use_bias": self.use_bias, "xavier": self.xavier}
+                "use_bias": self.use_bias, "xavier": self.xavier, "count_self": self.count_self}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

@@ -283,15 +283,16 @@ def run_file(name: str):
     return response
 
 
-def create_app(run_dir: str, dataset_path: str | None = None, max_faces: int = 256) -> Flask:
+def create_app(run_dir: str, dataset_path: str | None = None, max_faces: int = 256, best: bool = False) -> Flask:
     """The explorer of one run.
 
     dataset_path: the training images for the nearest-neighbour check; None = the run's
     own (training_options.json `config.path`, if it still exists); "" = none.
     max_faces: the most faces one request may ask for.
+    best: explore generator-best.keras (kept by --fid_every) instead of generator.keras.
     Raises UserError if `run_dir` is not a run folder or has no generator yet.
     """
-    explorer = Explorer(run_dir, dataset_path, max_faces)
+    explorer = Explorer(run_dir, dataset_path, max_faces, best)
     app = Flask(__name__, static_folder=STATIC_DIR, static_url_path="/static")
     app.config["MAX_CONTENT_LENGTH"] = MAX_CONTENT_BYTES
     app.json = _FiniteJSON(app)
@@ -355,13 +356,14 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def serve(run_dir: str, dataset_path: str | None = None, host: str = "127.0.0.1", port: int = 8000) -> int:
+def serve(run_dir: str, dataset_path: str | None = None, host: str = "127.0.0.1", port: int = 8000,
+          best: bool = False) -> int:
     """Runs the explorer of `run_dir` until Ctrl-C. dataset_path None: the run's own images."""
     if dataset_path is None:
         dataset_path = resolve_dataset_path(run_dir) or ""
     elif dataset_path and not ("://" in dataset_path or os.path.exists(dataset_path)):
         raise UserError(f"--path {dataset_path} does not exist")
-    app = create_app(run_dir, dataset_path)
+    app = create_app(run_dir, dataset_path, best=best)
     explorer = explorer_of(app)
     try:
         run_folder.read_options(run_dir)

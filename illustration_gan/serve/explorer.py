@@ -193,7 +193,7 @@ class Explorer:
     ask for. Raises UserError if `run_dir` is not a run folder or has no generator yet.
     """
 
-    def __init__(self, run_dir: str, dataset_path: str | None = None, max_faces: int = 256):
+    def __init__(self, run_dir: str, dataset_path: str | None = None, max_faces: int = 256, best: bool = False):
         from illustration_gan import generate
 
         if max_faces < 1:
@@ -203,7 +203,7 @@ class Explorer:
         self.run_dir = os.path.abspath(run_dir)
         self.name = os.path.basename(self.run_dir)
         self.max_faces = max_faces
-        self.sampler = generate.load_sampler(self.run_dir)
+        self.sampler = generate.load_sampler(self.run_dir, best=best)  # best: generator-best.keras
         distribution = self.sampler.generator.model_config.z_distribution
         self.default_mode = "linear" if distribution == "uniform" else "slerp"
         self._generator_lock = threading.Lock()

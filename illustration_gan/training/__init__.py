@@ -6,7 +6,7 @@
 - `regimes`: when D and G update (the sources' balance rules, n_critic), in-graph;
 - `ema`: the generator's weight average;
 - `optimizers`: Adam and RMSprop, Adam's update fused into one kernel a variable;
-- `precision`: `--precision auto`, the fastest policy (and thread pools) timed on the run's own step;
+- `precision`: `--precision auto`, the policy and thread pools decided from the CPU before anything is built;
 - `step`: `GANTrainer`, the compiled step composing the above, chosen once from the config;
 - `callbacks`: the side effects (grids, generator.keras, stats, plots, TensorBoard, progress);
 - `loop`: `train`, the epochs with checkpoints, resume, signals, deadline and NaN guard.

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-POLICIES = ("color", "translation", "cutout")
+from illustration_gan.config import AUGMENTATIONS as POLICIES
+from illustration_gan.training import seeds
 # stylegan2-ada lets p move by 1 per 500k images over runs of ~25M; a 20-minute CPU run sees ~0.25M.
 ADA_KIMG = 100
 ADA_INTERVAL = 256  # images between adjustments (stylegan2-ada: 4 batches of 64)
@@ -80,7 +81,7 @@ def diff_augment(x, policy: tuple[str, ...], seed, adaptive: tuple[str, ...] = (
     with `probability`, in the paper's order (colour, translation, cutout)."""
     seed = tf.cast(seed, tf.int64)
     transforms = (("color", random_color), ("translation", random_translation), ("cutout", random_cutout))
-    for salt, (name, transform) in enumerate(transforms, start=11):
+    for salt, (name, transform) in enumerate(transforms, start=seeds.AUGMENT_TRANSFORMS):
         if name in policy:
             x = transform(x, seed)
         elif name in adaptive:

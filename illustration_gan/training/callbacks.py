@@ -4,10 +4,11 @@ The loop calls `on_train_begin`, `on_steps_begin(step)` and `on_steps_end(step, 
 means)` around each call of the compiled step (which runs `steps` steps, about a
 second's worth; `means` are their metrics' means), `on_epoch_end(trainer, epoch,
 record)`, `on_stop(trainer, step)` when training stops inside an epoch (--max_minutes
-or a signal; after the step's checkpoint) and `on_train_end(trainer)`; a callback
+or a signal; after the step's checkpoint), `on_checkpoint(trainer, epoch, prefix)`
+after an epoch's checkpoint and `on_train_end(trainer)`; a callback
 implements only the hooks it needs. `on_epoch_end` callbacks run in list order
 and may add keys to `record` before `StatsRecord` writes it to stats.jsonl.
-`default_callbacks` builds the run folder's standard set (README, "A run folder").
+`default_callbacks` builds the run folder's standard set (README, "The run folder, resuming, generating").
 """
 
 from __future__ import annotations
@@ -19,10 +20,14 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from illustration_gan import run_folder
+from illustration_gan import data, run_folder
+from illustration_gan.training import seeds
 
 
 class Callback:
+    """The base of every callback: `loop.train` takes only instances of it, and calls each hook
+    on every callback in list order; a subclass overrides the hooks it needs."""
+
     def on_train_begin(self, trainer) -> None:
         pass
 
@@ -37,6 +42,9 @@ class Callback:
 
     def on_stop(self, trainer, step: int) -> None:
         pass
+
+    def on_checkpoint(self, trainer, epoch: int, prefix: str) -> None:
+        """After the epoch's checkpoint `prefix` is written (the counters have advanced)."""
 
     def on_train_end(self, trainer) -> None:
         pass
@@ -87,26 +95,80 @@ class LearningRateDecay(Callback):
         t = trainer.config.training
         self.decay, self.total_steps, self.max_minutes, self.deadline = t.lr_decay, total_steps, max_minutes, deadline
         self.rates = [(trainer.g_optimizer.learning_rate, t.g_lr), (trainer.d_optimizer.learning_rate, t.d_lr)]
+        self.trainer = trainer  # its rate_factor: CollapseGuard lowers it
 
     def on_steps_begin(self, step):
         by_time = 1.0 - (self.deadline - time.time()) / (self.max_minutes * 60) if self.max_minutes > 0 else 0.0
         scale = learning_rate_scale(max(step / self.total_steps, by_time), self.decay)
         for variable, base in self.rates:
-            variable.assign(base * scale)
+            variable.assign(base * scale * self.trainer.rate_factor)
 
     def on_epoch_end(self, trainer, epoch, record):
         record["g_lr"] = float(trainer.g_optimizer.learning_rate.numpy())
 
 
-class SampleGrid(Callback):
-    """fakes_NNNNNN.png: the sampling generator on the same fixed z after every epoch."""
+def diversity(images) -> float:
+    """The root mean per-pixel variance over a set of images: 0 when all are the same (a collapse).
+    The mean squared distance between two of them is 2 N / (N - 1) times its square."""
+    images = np.asarray(images, np.float64).reshape(len(images), -1)
+    return float(np.sqrt(np.mean(np.var(images, axis=0))))
 
-    def __init__(self, run_dir: str, fixed_z):
-        self.run_dir, self.fixed_z = run_dir, fixed_z
+
+class CollapseGuard(Callback):
+    """Rolls a collapsed generator back (issue 51; the dense-vs-conv cartoon-faces source restarted
+    collapsed runs from their last good checkpoint by hand). After each epoch it measures the
+    `diversity` of the sampling generator on 64 fixed z; when that falls below COLLAPSE_SHARE of the
+    highest seen, the networks, optimizers and regime state return to the last epoch that passed
+    (the counters go on), both learning rates are halved, and one line says so. The share is a
+    choice, not a measurement: a collapse to near-identical faces falls far below it."""
+
+    COLLAPSE_SHARE = 0.25
+    COUNT = 64
+
+    def __init__(self, trainer, log: Log):
+        self.log = log
+        self.z = trainer.generator.sample_latents(self.COUNT, tf.constant(seeds.FIXED_Z, tf.int64) + 1)
+        self.highest, self.good, self.good_epoch, self.healthy = 0.0, None, 0, True
+
+    def on_epoch_end(self, trainer, epoch, record):
+        value = diversity(trainer.sampling_generator(self.z, training=False))
+        record["diversity"] = value
+        self.healthy = value >= self.COLLAPSE_SHARE * self.highest
+        if self.healthy:
+            self.highest = max(self.highest, value)
+            return
+        if self.good is None or not tf.io.gfile.glob(self.good + ".index"):
+            self.log(f"epoch {epoch}: the samples' diversity fell to {value:.3f} (highest {self.highest:.3f}), a "
+                     f"collapse, and no earlier checkpoint is left to roll back to")
+            return
+        kept = {v.name: v.numpy() for v in (trainer.step, trainer.epoch, trainer.trained_seconds)}
+        trainer.checkpoint.read(self.good).expect_partial()
+        for variable in (trainer.step, trainer.epoch, trainer.trained_seconds):
+            variable.assign(kept[variable.name])
+        trainer.rate_factor /= 2
+        for optimizer in (trainer.g_optimizer, trainer.d_optimizer):
+            optimizer.learning_rate.assign(optimizer.learning_rate * 0.5)
+        record["rolled_back_to"] = self.good_epoch
+        self.log(f"epoch {epoch}: the samples' diversity fell to {value:.3f} (highest {self.highest:.3f}), a "
+                 f"collapse: rolled back to epoch {self.good_epoch}'s networks and halved both learning rates "
+                 f"(now x{trainer.rate_factor:g} of the run's)")
+
+    def on_checkpoint(self, trainer, epoch, prefix):
+        if self.healthy:
+            self.good, self.good_epoch = prefix, epoch
+
+
+class SampleGrid(Callback):
+    """fakes_NNNNNN.png: the sampling generator on the same fixed z (`seeds.FIXED_Z`) after every epoch."""
+
+    def __init__(self, run_dir: str, generator, count: int):
+        self.run_dir = run_dir
+        self.fixed_z = generator.sample_latents(count, tf.constant(seeds.FIXED_Z, tf.int64))
         self.grid = None
 
     def on_epoch_end(self, trainer, epoch, record):
-        self.grid = trainer.sample_grid(self.fixed_z)
+        images = trainer.sampling_generator(self.fixed_z, training=False)
+        self.grid = run_folder.image_grid(data.to_uint8(images))
         run_folder.save_png(os.path.join(self.run_dir, f"fakes_{epoch:06d}.png"), self.grid)
 
 
@@ -182,22 +244,29 @@ class Progress(Callback):
         self.batch_size, self.deadline = batch_size, deadline
         self.interactive = sys.stdout.isatty()
         self.epoch_times: list[float] = []
-        self.epoch_started = time.time()
         self.steps_in_epoch = 0
+        # The run's first call traces and compiles the step: the rate counts the calls after it.
+        self.call_started, self.compiled = time.time(), False
+        self.timed_steps, self.timed_seconds = 0, 0.0
 
     def on_steps_begin(self, step):
-        if self.steps_in_epoch == 0:
-            self.epoch_started = time.time()
+        self.call_started = time.time()
 
     def on_steps_end(self, step, steps, means):
         self.steps_in_epoch += steps
+        seconds = time.time() - self.call_started
+        if self.compiled:
+            self.timed_steps, self.timed_seconds = self.timed_steps + steps, self.timed_seconds + seconds
+        self.compiled = True
         if not self.interactive:
             return
-        elapsed = max(time.time() - self.epoch_started, 1e-9)
         position = step % self.steps_per_epoch or self.steps_per_epoch
-        left = (self.steps_per_epoch - position) * elapsed / self.steps_in_epoch
-        print(f"\rstep {position}/{self.steps_per_epoch}  d {means['d_loss']:.3f}  g {means['g_loss']:.3f}  "
-              f"{self.steps_in_epoch * self.batch_size / elapsed:.0f} img/s  epoch left {format_seconds(left)}  ",
+        if self.timed_steps:
+            rate = self.timed_steps / max(self.timed_seconds, 1e-9)
+            pace = f"{rate * self.batch_size:.0f} img/s  epoch left {format_seconds((self.steps_per_epoch - position) / rate)}"
+        else:
+            pace = f"compiled the step in {seconds:.0f} s"
+        print(f"\rstep {position}/{self.steps_per_epoch}  d {means['d_loss']:.3f}  g {means['g_loss']:.3f}  {pace}  ",
               end="", flush=True)
 
     def on_epoch_end(self, trainer, epoch, record):
@@ -235,7 +304,8 @@ def default_callbacks(trainer, run_dir: str, out_dir: str, chief: bool, log: Log
     callbacks: list[Callback] = []
     if config.training.lr_decay > 0:
         callbacks.append(LearningRateDecay(trainer, config.epochs * steps_per_epoch, config.max_minutes, deadline))
-    grid = SampleGrid(run_dir, trainer.fixed_latents(config.grid_size))
+    callbacks.append(CollapseGuard(trainer, log))  # first: what the epoch writes is the rolled-back generator
+    grid = SampleGrid(run_dir, trainer.generator, config.grid_size)
     if chief:
         callbacks.append(grid)
     callbacks.append(SaveGenerator(out_dir))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import glob
 import math
 import os
 import shutil
@@ -28,10 +29,10 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from illustration_gan import UserError, data, distribute, run_folder
+from illustration_gan import UserError, data, distribute, folder_lock, run_folder
 from illustration_gan.config import Config
 from illustration_gan.training import precision
-from illustration_gan.training.callbacks import Log, default_callbacks
+from illustration_gan.training.callbacks import Callback, Log, default_callbacks
 from illustration_gan.training.step import GANTrainer
 
 COUNTS = ("d_updates", "g_updates", "labels_swapped")  # summed over an epoch; every other metric is averaged
@@ -49,6 +50,9 @@ class TrainingInterrupted(Exception):
         self.signum = signum
 
 
+# One writer per run folder: the chief holds its lock for the whole run; a second run of the folder
+# stops with one line naming the first.
+@folder_lock.locking("run_dir", "training", when=lambda given: distribute.is_chief(given["strategy"]))
 def train(
     config: Config,
     source: data.ImageSource,
@@ -63,6 +67,9 @@ def train(
     `callbacks` (e.g. `evaluation.FIDMonitor`) run on the chief after the epoch's grid and
     generator are written and before its stats line, to which they may add keys.
     """
+    for callback in callbacks or []:
+        if not isinstance(callback, Callback):
+            raise TypeError(f"{callback!r} is not a training.Callback: subclass it and override the hooks it needs")
     chief = distribute.is_chief(strategy)
     out_dir = distribute.write_dir(run_dir, strategy)
     steps_per_epoch = steps_per_epoch_of(source.num_images, config.training.batch_size, strategy)
@@ -72,9 +79,11 @@ def train(
     log = Log(os.path.join(run_dir, "log.txt") if chief else None)
     policy_before, chosen = keras.mixed_precision.global_policy(), None
     if config.precision == "auto":  # a resumed run keeps the policy its options record
-        make_iterator = lambda c: iter(training_batches(c, source, strategy, 0))  # noqa: E731
-        policy, chosen = precision.choose(config, strategy, make_iterator, log if chief else lambda line: None)
-        config = dataclasses.replace(config, precision=policy)
+        choice = precision.choose(config)
+        chosen = choice.record()
+        if chief:
+            log(f"precision auto: {choice.policy} ({choice.reason}; force another with --precision)")
+        config = dataclasses.replace(config, precision=choice.policy)
     trainer = GANTrainer(config, strategy)
     manager = tf.train.CheckpointManager(
         trainer.checkpoint, os.path.join(out_dir, "checkpoints"), max_to_keep=config.keep_checkpoints
@@ -125,7 +134,9 @@ def train(
                     hook.on_epoch_end(trainer, epoch, record)
                 trainer.epoch.assign(epoch)
                 trainer.trained_seconds.assign(trained())
-                manager.save(checkpoint_number=step)  # last: the counters advance once the epoch's files exist
+                prefix = manager.save(checkpoint_number=step)  # last: the counters advance once the epoch's files exist
+                for hook in hooks:
+                    hook.on_checkpoint(trainer, epoch, prefix)
             if should_stop():
                 stopped_early = epoch < config.epochs
                 break
@@ -139,6 +150,8 @@ def train(
         with _storage_errors(out_dir, quiet=sys.exc_info()[0] is not None):
             for hook in hooks:
                 hook.on_train_end(trainer)
+        if chief and sys.exc_info()[0] is None:
+            log(what_to_open(run_dir))
         if not chief and not keep_worker_files:
             shutil.rmtree(out_dir, ignore_errors=True)
         log.close()
@@ -148,12 +161,24 @@ def train(
     return trainer
 
 
+def what_to_open(run_dir: str) -> str:
+    """A run's last line: its folder, the files it has to look at, and the command for more faces."""
+    grids = sorted(glob.glob(os.path.join(run_dir, "fakes_*.png")))[-1:]
+    files = [os.path.basename(p) for p in grids] + [
+        name for name in ("losses.png", "progress.gif", run_folder.GENERATOR_FILE)
+        if os.path.exists(os.path.join(run_dir, name))]
+    line = f"run folder {run_dir}: open " + (", ".join(files) or "log.txt")
+    if run_folder.GENERATOR_FILE in files:
+        line += f"; more faces: python train.py --TYPE generate --run_dir {run_dir}"
+    return line
+
+
 def training_batches(config: Config, source, strategy, start_epoch: int):
     """The run's batches from `start_epoch` on, distributed by `strategy`."""
     return strategy.distribute_datasets_from_function(
         lambda ctx: data.training_dataset(
             source, config.model.image_size, config.training.batch_size, seed=config.seed + start_epoch,
-            input_context=ctx,
+            input_context=ctx, flip=config.training.flip, fit=config.training.fit,
         )
     )
 

@@ -1,7 +1,7 @@
 """What the networks minimise: one objective per loss family.
 
 An `Objective` owns D's loss, G's loss and how the log shows D's scores; the
-pure functions it calls are in `illustration_gan.losses` (named as TF-GAN's
+pure functions it calls are in `illustration_gan.training.losses` (named as TF-GAN's
 losses_impl.py). It is chosen once from the config (`make_objective`), so the
 compiled step has no branch on a loss name and is traced once. Regularisers
 added to either side are in `terms.py`.
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from illustration_gan import losses
+from illustration_gan.training import losses
 from illustration_gan.config import TrainingConfig
 
 

@@ -14,7 +14,7 @@ from typing import Callable
 
 import tensorflow as tf
 
-from illustration_gan import losses
+from illustration_gan.training import losses, seeds
 from illustration_gan.config import Config
 
 
@@ -62,7 +62,7 @@ class GradientPenalty(Term):
 
     def per_example(self, forward, networks):
         fake = tf.stop_gradient(forward.fake)
-        return losses.wasserstein_gradient_penalty(networks.discriminator, forward.real, fake, forward.seed(2))
+        return losses.wasserstein_gradient_penalty(networks.discriminator, forward.real, fake, forward.seed(seeds.GP))
 
 
 def make_terms(config: Config) -> tuple[Term, ...]:
