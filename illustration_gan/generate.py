@@ -11,6 +11,7 @@ import hashlib
 import os
 import sys
 import time
+import zipfile
 from typing import TextIO
 
 import keras
@@ -72,9 +73,11 @@ def load_sampler(run_dir: str = "", checkpoint: str = "", run_root: str = "runs"
         return Sampler(keras.saving.load_model(path, compile=False))
     except Exception as error:  # noqa: BLE001  (Keras says "File not found" for a torn zip; any failure here is the file)
         reason = str(error).strip().splitlines()[0][:120] if str(error).strip() else type(error).__name__
+        if not zipfile.is_zipfile(path):  # Keras then says "File not found" of the file it was given
+            reason = "not a complete .keras (zip) file"
         checkpoints = os.path.join(run_dir, run_folder.BEST_CHECKPOINT_DIR if best else "checkpoints")
         raise UserError(
-            f"{path} is damaged ({os.path.getsize(path):,} bytes; Keras: {reason}); generate from the run's newest "
+            f"{path} is damaged ({os.path.getsize(path):,} bytes: {reason}); generate from the run's newest "
             f"checkpoint instead with --checkpoint {checkpoints} (its live generator, without the weight average a "
             f"run with --ema_kimg saves), or train on with --TYPE train --resume {run_dir} and a larger --epochs, "
             "which writes the file again"

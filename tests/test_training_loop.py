@@ -330,3 +330,13 @@ def test_a_resumed_run_on_fewer_images_says_so_and_counts_its_epochs_by_them(tmp
     assert [r["step"] for r in records] == [4, 8, 10] and records[-1]["d_updates"] == 2
     training.train(_tiny(epochs=3), data.scan(str(tmp_path / "faces")), str(run_dir), strategy, resume=True)
     assert "dataset has changed" in capsys.readouterr().out  # the options keep what the run started with
+
+
+def test_images_deleted_after_the_scan_are_skipped_and_training_goes_on(tmp_path, noise_faces, caplog):
+    """Issue 49, item 13: a file deleted between the scan and its first read was a NotFoundError mid-epoch."""
+    source = noise_faces(32)
+    for i in (5, 31):
+        (tmp_path / "faces" / f"{i}.png").unlink()
+    trainer = training.train(_tiny(epochs=2), source, str(tmp_path / "run"), tf.distribute.get_strategy())
+    assert int(trainer.step.numpy()) == 8  # the epochs keep their steps: the 30 images left repeat
+    assert "faces/5.png: it no longer reads as an image" in caplog.text and "2 skipped so far" in caplog.text

@@ -105,6 +105,8 @@ def check_fid_weights(path: str | os.PathLike | None = None) -> str:
     """``resolve_fid_weights(path)``, checked to be an npz of this network's arrays: from the zip's
     directory alone, so a bad file is refused in milliseconds, before a run folder is made."""
     path = resolve_fid_weights(path)
+    if not zipfile.is_zipfile(path):  # random bytes, a download cut short (the zip's directory is at its end)
+        raise _invalid(path, f"it is not an .npz (zip) archive ({os.path.getsize(path):,} bytes)")
     try:
         with np.load(path) as npz:
             names = list(npz.files)
@@ -119,7 +121,7 @@ def check_fid_weights(path: str | os.PathLike | None = None) -> str:
 def _invalid(path, reason: str) -> FIDWeightsInvalid:
     reason = " ".join(reason.split())[:200]
     return FIDWeightsInvalid(f"{path} is not the FID Inception weights ({WEIGHTS_FILENAME}): {reason}; "
-                             "see README, Evaluation, for the file")
+                             "docs/evaluation.md says where to get the file")
 
 
 # --------------------------------------------------------------------------------------
