@@ -296,7 +296,8 @@ def run_generate():
     if FLAGS.output:
         output = FLAGS.output
     else:
-        run_dir = FLAGS.run_dir or (os.path.dirname(os.path.dirname(os.path.abspath(FLAGS.checkpoint)))
+        checkpoints = FLAGS.checkpoint if os.path.isdir(FLAGS.checkpoint) else os.path.dirname(FLAGS.checkpoint)
+        run_dir = FLAGS.run_dir or (os.path.dirname(os.path.abspath(checkpoints))  # RUN/checkpoints[/ckpt-N]
                                     if FLAGS.checkpoint else run_folder.latest_run_dir(FLAGS.run_root))
         output = generate.next_output_dir(run_dir)
     paths = generate.write_images(sampler, FLAGS.img_num, output, seed=FLAGS.seed, overwrite=FLAGS.overwrite)

@@ -349,3 +349,27 @@ def test_resume_refuses_flags_that_differ_from_the_recorded_run_in_one_line(tiny
                        "--path", os.path.relpath(tiny_folder, ROOT), "--dry_run")
     assert accepted.returncode == 0, accepted.stderr
     assert json.loads(accepted.stdout)["epochs"] == 7
+
+
+def test_generate_from_a_checkpoints_folder_writes_into_its_run(tmp_path):
+    """`--checkpoint RUN/checkpoints` (what a damaged generator.keras's message proposes, issue 49 item 18)
+    wrote its images into RUN's parent folder: the run was taken as the folder above the checkpoints' folder."""
+    import tensorflow as tf
+
+    from illustration_gan import config as config_lib
+    from illustration_gan import run_folder
+    from illustration_gan.networks import build_networks
+
+    run = tmp_path / "runs" / "00000-faces-dcgan"
+    run.mkdir(parents=True)
+    config = config_lib.resolve("dcgan", dict(image_size=32, g_width=8, d_width=8, z_dim=16))
+    run_folder.write_json(str(run / run_folder.OPTIONS_FILE), {"config": config.to_json()})
+    generator = build_networks(config.model).generator
+    generator(tf.zeros([1, 16]), training=False)  # its variables exist
+    tf.train.CheckpointManager(tf.train.Checkpoint(generator=generator), str(run / "checkpoints"), 1).save(4)
+    for checkpoint, folder in ((run / "checkpoints", "generated-000"), (run / "checkpoints" / "ckpt-4", "generated-001")):
+        result = console("generate", "--checkpoint", str(checkpoint), "--img_num", "2")
+        assert result.returncode == 0, result.stderr
+        assert sorted(p.name for p in (run / folder).glob("*.png")) == ["grid.png", "seed0000-000000.png",
+                                                                         "seed0000-000001.png"]
+    assert sorted(p.name for p in run.parent.iterdir()) == [run.name]
