@@ -179,18 +179,31 @@ def run_train():
     from illustration_gan import data as data_lib
 
     recorded = None  # a resumed run's precision_auto record: it keeps the thread pools timed for it
+    max_megapixels = FLAGS.max_megapixels
     if FLAGS.resume:
         run_dir = run_folder.resolve_run_dir(FLAGS.resume, FLAGS.run_root)
         config = run_folder.read_config(run_dir)
-        recorded = run_folder.read_json(os.path.join(run_dir, run_folder.OPTIONS_FILE)).get("precision_auto", {})
-        # What a run may change when it continues: how long it goes on and how many checkpoints it keeps.
-        changes = {name: FLAGS[name].value for name in ("epochs", "max_minutes", "keep_checkpoints") if FLAGS[name].present}
+        options = run_folder.read_options(run_dir)
+        refuse_changed_settings(run_dir, config, options)
+        recorded = options.get("precision_auto") if isinstance(options.get("precision_auto"), dict) else {}
+        changes = {name: FLAGS[name].value for name in RESUME_CHANGES if FLAGS[name].present}
+        cap = run_folder.recorded_dataset(options).get("max_megapixels")
+        if isinstance(cap, (int, float)) and not FLAGS["max_megapixels"].present:
+            max_megapixels = cap  # the images the run trained on, unless another cap is asked for
         config = config_lib.resolve(config.preset, {**config_lib.flat(config), **changes})
     else:
         config = resolved_config()
     if FLAGS.dry_run:
         print(config_lib.dumps(config))
         return 0
+    if FLAGS.fid_every:  # a missing or broken weight file is refused here, before any folder or timing
+        from illustration_gan import metrics
+
+        try:
+            metrics.check_fid_weights(FLAGS.fid_weights or None)
+            metrics.sample_count_note(FLAGS.num_real, FLAGS.num_samples)
+        except (metrics.FIDWeightsNotFound, metrics.FIDWeightsInvalid, metrics.TooFewSamples) as error:
+            raise UserError(str(error)) from None
     if not FLAGS.resume:
         for note in filter(None, (config_lib.batch_note(config), config_lib.decay_note(config))):
             print(note, flush=True)
@@ -202,7 +215,7 @@ def run_train():
     # TensorFlow fixes its thread pools and devices when it starts (reading the images starts it).
     training.choose_threads(config, path, lambda line: print(line, flush=True), recorded)
     strategy = distribute.make_strategy(config.strategy, FLAGS.cpu_replicas)
-    source = data_lib.scan(path, max_megapixels=FLAGS.max_megapixels)
+    source = data_lib.scan(path, max_megapixels=max_megapixels)
     training.steps_per_epoch_of(source.num_images, config.training.batch_size, strategy)  # before any folder
     if FLAGS.resume:
         run_dir = run_folder.resolve_run_dir(FLAGS.resume, FLAGS.run_root)
@@ -234,6 +247,46 @@ def run_train():
     return 0
 
 
+# What a run may change when it continues: how long it goes on and how many checkpoints it keeps.
+RESUME_CHANGES = ("epochs", "max_minutes", "keep_checkpoints")
+
+
+def refuse_changed_settings(run_dir: str, config: config_lib.Config, options: dict) -> None:
+    """One line naming every flag given to --resume that differs from what the run recorded.
+
+    Refused rather than ignored with a warning: the run would go on at its recorded settings
+    while its owner read its numbers as those of the flags typed, and one warning line is lost in
+    a long run's log. A flag repeating the recorded value (a script re-running its command with
+    --resume) is accepted. --run_root finds the run (--resume latest), --path where its images are.
+    """
+    from illustration_gan import UserError, run_folder
+
+    recorded = {**config_lib.flat(config), "model": config.preset}
+    dataset = run_folder.recorded_dataset(options)
+    differ = []
+    for name in dict.fromkeys(["model", "path", *CONFIG_FLAGS]):
+        if name in RESUME_CHANGES or name == "run_root" or not FLAGS[name].present:
+            continue
+        given, kept = FLAGS[name].value, recorded[name]
+        if name == "path":  # the run's images, however the path is written
+            kept = dataset.get("absolute_path") or kept
+            same = os.path.abspath(given) == os.path.abspath(kept) if given and kept else given == kept
+        elif name == "precision":  # "auto" chose the recorded policy
+            same = given == kept or (given == "auto" and "precision_auto" in options)
+        elif isinstance(kept, float) and not isinstance(given, bool):
+            same = isinstance(given, (int, float)) and abs(given - kept) <= 1e-9 * max(abs(kept), 1e-30)
+        else:
+            same = given == kept
+        if not same:
+            differ.append(f"--{name} {given} (recorded {kept if kept != '' else repr('')})")
+    if differ:
+        raise UserError(
+            f"--resume continues {run_dir} at the settings it recorded, and these flags differ from them: "
+            f"{', '.join(differ)}. Drop them (a resumed run changes only --{', --'.join(RESUME_CHANGES)}), "
+            "or start a new run with them"
+        )
+
+
 def run_generate():
     from illustration_gan import UserError, generate, run_folder
 
@@ -244,7 +297,8 @@ def run_generate():
     if FLAGS.output:
         output = FLAGS.output
     else:
-        run_dir = FLAGS.run_dir or (os.path.dirname(os.path.dirname(os.path.abspath(FLAGS.checkpoint)))
+        checkpoints = FLAGS.checkpoint if os.path.isdir(FLAGS.checkpoint) else os.path.dirname(FLAGS.checkpoint)
+        run_dir = FLAGS.run_dir or (os.path.dirname(os.path.abspath(checkpoints))  # RUN/checkpoints[/ckpt-N]
                                     if FLAGS.checkpoint else run_folder.latest_run_dir(FLAGS.run_root))
         output = generate.next_output_dir(run_dir)
     paths = generate.write_images(sampler, FLAGS.img_num, output, seed=FLAGS.seed, overwrite=FLAGS.overwrite)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import warnings
 from typing import Iterator, Sequence
 
@@ -271,6 +272,21 @@ def _decodable_indices(kind: str, files: Sequence[str], max_megapixels: float) -
     return indices, large, total
 
 
+def _readable_shards(shards: Sequence[str], left_out: list) -> list[str]:
+    """The shards whose records all read; the others (cut short, or not TFRecord at all: a
+    DataLossError) are warned about and added to `left_out` as "damaged_shard"."""
+    readable = []
+    for shard in shards:
+        try:
+            _records([shard]).reduce(np.int64(0), lambda count, _: count + 1)
+            readable.append(shard)
+        except tf.errors.OpError as error:
+            reason = " ".join(re.sub(r"\{\{.*?\}\}|\[Op:\w+\]|name:", "", str(error)).split())[:160]  # no op names
+            logging.warning("skipping %s: not a readable TFRecord shard (%s: %s)", shard, type(error).__name__, reason)
+            left_out.append((shard, "damaged_shard"))
+    return readable
+
+
 def scan(path: str, max_megapixels: float = MAX_MEGAPIXELS) -> ImageSource:
     """Finds the usable images under `path`, warning about (and counting) what is left out.
 
@@ -278,8 +294,8 @@ def scan(path: str, max_megapixels: float = MAX_MEGAPIXELS) -> ImageSource:
     decode ("undecodable"), images whose header declares more than `max_megapixels`
     ("too_large", checked before decoding: a decompression-bomb guard, the cropper's cap
     by default), a second path to a folder or file already seen through a symlink
-    ("repeated_link", so `loop -> .` is followed once) and names that are not UTF-8
-    ("non_utf8_name").
+    ("repeated_link", so `loop -> .` is followed once), names that are not UTF-8
+    ("non_utf8_name") and TFRecord shards that do not read to their end ("damaged_shard").
     """
     if not path:
         raise UserError("no --path given")
@@ -289,7 +305,7 @@ def scan(path: str, max_megapixels: float = MAX_MEGAPIXELS) -> ImageSource:
     left_out: list[tuple[str, str]] = []
     shards = list_tfrecords(path)
     if shards:
-        kind, files = "tfrecord", shards
+        kind, files = "tfrecord", _readable_shards(shards, left_out)
     else:
         listing = _list_files(path)
         kind, files = "files", listing.files
@@ -346,13 +362,48 @@ def scan(path: str, max_megapixels: float = MAX_MEGAPIXELS) -> ImageSource:
     )
 
 
+class _Vanished:
+    """Names the files that no longer decode when the pipeline reaches them (deleted or replaced
+    after `scan`), found as gaps in the indices of the images that came through: each is skipped
+    with a warning, once, and counted, as `scan` skips broken files."""
+
+    def __init__(self, files: Sequence[str]):
+        self.files, self.next, self.skipped = files, 0, set()
+
+    def __call__(self, index) -> np.int64:
+        index = int(index)
+        if index < self.next:  # the files are read again (no cache): from the start
+            self.next = 0
+        for gone in range(self.next, index):
+            if gone not in self.skipped:
+                self.skipped.add(gone)
+                logging.warning("skipping %s: it no longer reads as an image (deleted or replaced since the scan); "
+                                "%d skipped so far", _shown(self.files[gone]), len(self.skipped))
+        self.next = index + 1
+        return np.int64(index)
+
+
+def _file_images(files: Sequence[str], image_size: int, fit: str) -> tf.data.Dataset:
+    """uint8 images of `files` in order, skipping (by `_Vanished`) those that no longer read."""
+    vanished = _Vanished(files)
+    images = tf.data.Dataset.from_tensor_slices(list(files)).enumerate().map(
+        lambda i, f: (i, decode_to_rgb(tf.io.read_file(f), image_size, fit)),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
+    ).ignore_errors()
+    end = tf.data.Dataset.from_tensors((np.int64(len(files)), tf.zeros([image_size, image_size, 3], tf.uint8)))
+    checked = images.concatenate(end).map(  # the end marker reveals files gone from the end of the list
+        lambda i, image: (tf.ensure_shape(tf.py_function(vanished, [i], tf.int64), []), image))
+    return checked.filter(lambda i, image: i < len(files)).map(lambda i, image: image)
+
+
 def _uint8_images(source: ImageSource, image_size: int, fit: str = "crop") -> tf.data.Dataset:
+    if source.kind == "files":
+        return _file_images(source.files, image_size, fit)
     encoded = _encoded_images(source.kind, source.files)
     if source.kind == "tfrecord" and source.skipped_counts.get("too_large"):
         encoded = encoded.filter(lambda enc: _within_cap(enc, source.max_megapixels))
     ds = encoded.map(lambda enc: decode_to_rgb(enc, image_size, fit), num_parallel_calls=tf.data.AUTOTUNE)
-    # Bad files are already left out of a folder's list; bad records can only be skipped here.
-    return ds.ignore_errors() if source.skipped and source.kind == "tfrecord" else ds
+    return ds.ignore_errors() if source.skipped else ds  # bad records can only be skipped here
 
 
 def training_dataset(

@@ -17,6 +17,7 @@ import os
 import time
 
 import numpy as np
+from absl import logging
 
 from illustration_gan import UserError, data, generate, metrics, run_folder
 from illustration_gan.training.callbacks import Callback
@@ -27,8 +28,23 @@ METRIC_FILE = "metric-fid.jsonl"
 def _extractor(fid_weights: str | None) -> metrics.FeatureExtractor:
     try:
         return metrics.FeatureExtractor(fid_weights)
-    except metrics.FIDWeightsNotFound as error:
+    except (metrics.FIDWeightsNotFound, metrics.FIDWeightsInvalid) as error:
         raise UserError(str(error)) from None
+
+
+_noted: set = set()  # the counts whose FID note was shown (a FIDMonitor scores the same counts every time)
+
+
+def _check_counts(num_real: int, num_fake: int) -> None:
+    """One line refusing sets too small to score, and once a note on FID below 2049 images
+    (metrics.sample_count_note); before any generated image is made."""
+    try:
+        note = metrics.sample_count_note(num_real, num_fake)
+    except metrics.TooFewSamples as error:
+        raise UserError(str(error)) from None
+    if note and (num_real, num_fake) not in _noted:
+        _noted.add((num_real, num_fake))
+        logging.warning(note)
 
 
 def _real_features(path: str, image_size: int, num_real: int, extractor, cache_dir) -> np.ndarray:
@@ -42,8 +58,9 @@ def _real_features(path: str, image_size: int, num_real: int, extractor, cache_d
 
 def evaluate_sampler(sampler, path: str, num_samples: int, num_real: int, extractor, cache_dir=None, seed=0) -> dict:
     real = _real_features(path, sampler.image_size, num_real, extractor, cache_dir)
+    _check_counts(len(real), num_samples)
     fake = metrics.generated_features(sampler.sample_uint8, num_samples, extractor, seed=seed)
-    return metrics.compute_all(real, fake)
+    return {**metrics.compute_all(real, fake), "num_real": len(real)}
 
 
 def evaluate_run(
@@ -86,7 +103,8 @@ def compare_folders(path_a: str, path_b: str, image_size: int, num: int, fid_wei
     extractor = _extractor(fid_weights)
     real = _real_features(path_a, image_size, num, extractor, cache_dir)
     other = _real_features(path_b, image_size, num, extractor, cache_dir)
-    return metrics.compute_all(real, other)
+    _check_counts(len(real), len(other))
+    return {**metrics.compute_all(real, other), "num_real": len(real), "num_compared": len(other)}
 
 
 def refuse_existing(*outputs: str) -> None:

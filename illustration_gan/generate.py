@@ -11,6 +11,7 @@ import hashlib
 import os
 import sys
 import time
+import zipfile
 from typing import TextIO
 
 import keras
@@ -53,10 +54,12 @@ class Sampler:
         return self.images_from_latents(self.latents(n, seed))
 
 
-def load_sampler(run_dir: str = "", checkpoint: str = "", run_root: str = "runs", best: bool = False) -> Sampler:
-    """From `generator.keras` of a run (`best`: generator-best.keras), or from a training checkpoint."""
+def load_sampler(run_dir: str = "", checkpoint: str = "", run_root: str = "runs", best: bool = False,
+                 warn=print) -> Sampler:
+    """From `generator.keras` of a run (`best`: generator-best.keras), or from a training checkpoint
+    (`warn` says which, when a damaged one is skipped)."""
     if checkpoint:
-        return Sampler(_generator_from_checkpoint(checkpoint))
+        return Sampler(_generator_from_checkpoint(checkpoint, warn))
     run_dir = run_folder.resolve_run_dir(run_dir, run_root)
     name = run_folder.BEST_GENERATOR_FILE if best else run_folder.GENERATOR_FILE
     path = os.path.join(run_dir, name)
@@ -66,28 +69,49 @@ def load_sampler(run_dir: str = "", checkpoint: str = "", run_root: str = "runs"
         raise UserError(f"{run_dir} has no {name} yet (it is written at the end of each epoch and where training stops)")
     import illustration_gan.networks  # noqa: F401  (registers the custom classes)
 
-    return Sampler(keras.saving.load_model(path, compile=False))
+    try:
+        return Sampler(keras.saving.load_model(path, compile=False))
+    except Exception as error:  # noqa: BLE001  (Keras says "File not found" for a torn zip; any failure here is the file)
+        reason = str(error).strip().splitlines()[0][:120] if str(error).strip() else type(error).__name__
+        if not zipfile.is_zipfile(path):  # Keras then says "File not found" of the file it was given
+            reason = "not a complete .keras (zip) file"
+        checkpoints = os.path.join(run_dir, run_folder.BEST_CHECKPOINT_DIR if best else "checkpoints")
+        raise UserError(
+            f"{path} is damaged ({os.path.getsize(path):,} bytes: {reason}); generate from the run's newest "
+            f"checkpoint instead with --checkpoint {checkpoints} (its live generator, without the weight average a "
+            f"run with --ema_kimg saves), or train on with --TYPE train --resume {run_dir} and a larger --epochs, "
+            "which writes the file again"
+        ) from None
 
 
-def _generator_from_checkpoint(checkpoint: str) -> Generator:
-    """`checkpoint` is a run folder's checkpoints/ckpt-N prefix (or the folder: newest)."""
+def _generator_from_checkpoint(checkpoint: str, warn=print) -> Generator:
+    """`checkpoint` is a run folder's checkpoints/ckpt-N prefix (or the folder: newest). A damaged one is
+    skipped for the newest that restores, as --resume does, with a line saying so."""
     if os.path.isdir(checkpoint):
-        latest = tf.train.latest_checkpoint(checkpoint)
-        if latest is None:
+        folder, wanted = checkpoint, ""
+        if not run_folder.checkpoint_prefixes(folder):
             raise UserError(f"no checkpoint in {checkpoint}")
-        checkpoint = latest
-    elif not tf.io.gfile.glob(checkpoint + ".index"):
-        folder = os.path.dirname(os.path.abspath(checkpoint))
+    else:
+        folder, wanted = os.path.dirname(os.path.abspath(checkpoint)), os.path.abspath(checkpoint)
         if not os.path.isdir(folder):
             raise UserError(f"--checkpoint {checkpoint}: no such checkpoint or folder ({folder} does not exist)")
-        raise UserError(
-            f"--checkpoint {checkpoint}: no such checkpoint (no {os.path.basename(checkpoint)}.index in {folder}); "
-            "pass a run's checkpoints/ folder for its newest, or one of its ckpt-N prefixes"
-        )
-    run_dir = os.path.dirname(os.path.dirname(os.path.abspath(checkpoint)))
+        if not tf.io.gfile.glob(checkpoint + ".index"):
+            raise UserError(
+                f"--checkpoint {checkpoint}: no such checkpoint (no {os.path.basename(checkpoint)}.index in {folder}); "
+                "pass a run's checkpoints/ folder for its newest, or one of its ckpt-N prefixes"
+            )
+    run_dir = os.path.dirname(os.path.abspath(folder))
     config = run_folder.read_config(run_dir)
-    generator = build_networks(config.model).generator
-    tf.train.Checkpoint(generator=generator).restore(checkpoint).expect_partial()
+    generator = build_networks(config.model).generator  # the live generator (experiments/ema_halflives.py's "none")
+    skipped = []
+    restored = run_folder.restore_newest_checkpoint(tf.train.Checkpoint(generator=generator), folder,
+                                                    warn=skipped.append, first=wanted)
+    for line in skipped:
+        warn(line)
+    if restored is None:
+        raise UserError(f"no checkpoint in {folder} restores ({len(skipped)} damaged; see above)")
+    if skipped:
+        warn(f"generating from {os.path.basename(restored)}, the newest checkpoint of {folder} that restores")
     return generator
 
 
@@ -160,18 +184,23 @@ def write_images(
                 "and were not written by this generator with --seed "
                 f"{seed}; choose another --output or pass --overwrite"
             )
-    os.makedirs(output_dir, exist_ok=True)
-    _remove_partial_files(output_dir)
-    run_folder.write_json(marker_path, marker)
-    keep_existing = same_images and not overwrite
-    block = marker["block"]
-    blocks = -(-count // block)
-    latents = sampler.latents(blocks * block, seed)  # padded to whole blocks; ~40 MB per 100k at z_dim 100
-    grid_count = min(count, GRID_COUNT)
-    grid = np.zeros((grid_count, sampler.image_size, sampler.image_size, 3), np.uint8)
     meter = _Progress(count, progress)
     written = 0
+
+    def present() -> str:
+        there = sum(os.path.exists(p) for p in paths[:-1])
+        return f"{there} of {count} images are in {output_dir} ({written} written now)"
+
     try:
+        os.makedirs(output_dir, exist_ok=True)
+        _remove_partial_files(output_dir)
+        run_folder.write_json(marker_path, marker)
+        keep_existing = same_images and not overwrite
+        block = marker["block"]
+        blocks = -(-count // block)
+        latents = sampler.latents(blocks * block, seed)  # padded to whole blocks; ~40 MB per 100k at z_dim 100
+        grid_count = min(count, GRID_COUNT)
+        grid = np.zeros((grid_count, sampler.image_size, sampler.image_size, 3), np.uint8)
         for k in range(blocks):
             start, stop = k * block, min((k + 1) * block, count)
             missing = [i for i in range(start, stop) if not (keep_existing and os.path.exists(paths[i]))]
@@ -186,18 +215,24 @@ def write_images(
             for i in range(start, min(stop, grid_count)):  # the grid's first images: from memory or their files
                 grid[i] = images[i - start] if missing else _load_png(paths[i])
             meter.update()
+        meter.close()
+        _save_png(paths[-1], run_folder.image_grid(grid))
     except KeyboardInterrupt:
         meter.close()
         _remove_partial_files(output_dir)
-        present = sum(os.path.exists(p) for p in paths[:-1])
         raise GenerationInterrupted(
-            f"interrupted: {present} of {count} images are in {output_dir} ({written} written now); "
-            f"to write the rest, run the same command with --output {output_dir} (same --seed {seed}: "
-            "the existing images are kept and the missing ones are the same images)",
+            f"interrupted: {present()}; to write the rest, run the same command with --output {output_dir} "
+            f"(same --seed {seed}: the existing images are kept and the missing ones are the same images)",
             written,
         ) from None
-    meter.close()
-    _save_png(paths[-1], run_folder.image_grid(grid))
+    except OSError as error:  # a read-only or full disk, a folder not ours to write
+        meter.close()
+        _remove_partial_files(output_dir)
+        disk = output_dir if os.path.isdir(output_dir) else os.path.dirname(os.path.abspath(output_dir))
+        raise UserError(
+            f"could not write {error.filename or output_dir}: {error.strerror or error} ({run_folder.free_space(disk)}); "
+            f"{present()}; to write the rest, make room (or choose another --output) and run the same command"
+        ) from None
     return paths
 
 
@@ -226,7 +261,7 @@ def _load_png(path: str) -> np.ndarray:
 
 
 def _remove_partial_files(folder: str) -> None:
-    for name in os.listdir(folder):
+    for name in os.listdir(folder) if os.path.isdir(folder) else []:
         if name.startswith(".") and name.endswith(".png.partial"):
             os.remove(os.path.join(folder, name))
 

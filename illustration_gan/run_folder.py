@@ -15,6 +15,7 @@ runs/00003-faces-illustration/
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import glob
 import json
 import math
@@ -108,22 +109,83 @@ def training_options(config, source, replicas: int, precision_auto: dict | None 
     }
 
 
-def read_config(run_dir: str):
-    """The Config a run was trained with, from its training_options.json."""
-    from illustration_gan.config import Config
+_RESTORE = "; the run's settings are recorded only there, so restore it from a backup or start a new run"
 
+
+class DamagedFile(UserError, ValueError):
+    """A run's JSON file that is not what was written (torn, empty, another type): one line naming it.
+    A ValueError too, so readers that tolerate a missing or unreadable file tolerate this one."""
+
+
+def read_options(run_dir: str) -> dict:
+    """A run's training_options.json, checked to be an object holding a "config" object."""
     path = os.path.join(run_dir, OPTIONS_FILE)
     if not os.path.exists(path):
         raise UserError(f"cannot find {OPTIONS_FILE} in {run_dir}")
-    return Config.from_json(read_json(path)["config"])
+    try:
+        options = read_json(path)
+    except DamagedFile as error:
+        raise DamagedFile(f"{error}{_RESTORE}") from None
+    if not isinstance(options.get("config"), dict):
+        raise DamagedFile(f"{path} is damaged: it holds no \"config\" object{_RESTORE}")
+    return options
+
+
+def read_config(run_dir: str):
+    """The Config a run was trained with, from its training_options.json: a DamagedFile error (one
+    line) when the file is not an object holding a config, or a setting in it has another type."""
+    from illustration_gan import config as config_lib
+
+    path = os.path.join(run_dir, OPTIONS_FILE)
+    recorded = read_options(run_dir)["config"]
+    try:
+        config = config_lib.Config.from_json(recorded)
+    except (AttributeError, TypeError) as error:  # "model": [...], an unknown nested shape
+        raise DamagedFile(f"{path} is damaged: its config does not parse ({error}){_RESTORE}") from None
+    for group in (config, config.model, config.training):
+        for field in dataclasses.fields(group):
+            value, default = getattr(group, field.name), field.default
+            if default is not dataclasses.MISSING and not _same_kind(value, default):
+                kind = {bool: "true or false", int: "an integer", float: "a number"}.get(type(default), "a string")
+                raise DamagedFile(f"{path} is damaged: {field.name} is {json.dumps(value)[:40]}, not {kind}{_RESTORE}")
+    # Only types: values are checked where they are used (config.resolve on --resume), since a rule
+    # added after a run was written would otherwise call that run damaged.
+    return config
+
+
+def _same_kind(value, default) -> bool:
+    """Whether a recorded value has the type of its field's default (an int where a float is due is)."""
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    return isinstance(value, type(default))
+
+
+def recorded_dataset(options: dict) -> dict:
+    """The "dataset" record of a run's options ({} when there is none, or it is not an object)."""
+    dataset = options.get("dataset")
+    return dataset if isinstance(dataset, dict) else {}
 
 
 def dataset_path(run_dir: str) -> str:
     """The folder (or shards) a run trained on, as recorded in its options: the absolute path
     when the run recorded one (a relative --path means nothing from another folder)."""
-    options = read_json(os.path.join(run_dir, OPTIONS_FILE))
-    dataset = options.get("dataset", {})
-    return dataset.get("absolute_path") or dataset.get("path") or options["config"].get("path", "")
+    options = read_options(run_dir)
+    dataset = recorded_dataset(options)
+    path = dataset.get("absolute_path") or dataset.get("path") or options["config"].get("path", "")
+    return path if isinstance(path, str) else ""
+
+
+def dataset_change(run_dir: str, source, batch_size: int) -> str | None:
+    """The line a resumed run starts with when its images are not as many as its options record:
+    how many there are, and how many steps an epoch now has. None when the count is the same."""
+    before = recorded_dataset(read_options(run_dir)).get("num_images")
+    if not isinstance(before, int) or before == source.num_images:
+        return None
+    return (f"the dataset has changed since this run recorded it: {source.num_images} usable images in {source.path} "
+            f"({before} then). The epochs left have {source.num_images // batch_size} steps of {batch_size} images "
+            f"({before // batch_size} before), the one in progress what is left of them; --epochs still counts epochs")
 
 
 def check_writable(folder: str) -> None:
@@ -167,8 +229,16 @@ def write_json(path: str, data: dict) -> None:
 
 
 def read_json(path: str) -> dict:
-    with open(path) as f:
-        return json.load(f)
+    """A JSON object from `path`; DamagedFile (one line) when the file is torn, empty or holds another type."""
+    try:
+        with open(path, "rb") as f:
+            data = json.loads(f.read())
+    except ValueError as error:  # JSONDecodeError, or bytes that are not text
+        reason = "it is empty" if os.path.getsize(path) == 0 else f"it is not JSON ({error})"
+        raise DamagedFile(f"{path} is damaged: {reason}") from None
+    if not isinstance(data, dict):
+        raise DamagedFile(f"{path} is damaged: it holds {json.dumps(data)[:40]}, not a JSON object")
+    return data
 
 
 def append_jsonl(path: str, record: dict) -> None:
@@ -224,22 +294,24 @@ def checkpoint_step(prefix: str) -> int:
     return int(found.group(1)) if found else -1
 
 
-def restore_newest_checkpoint(checkpoint, directory: str, warn=print, older=None) -> str | None:
+def restore_newest_checkpoint(checkpoint, directory: str, warn=print, older=None, first: str = "") -> str | None:
     """Restores the newest checkpoint of `directory` that restores whole into `checkpoint`
     (a tf.train.Checkpoint) and returns its prefix, or None if there is none. A damaged one
     (missing index, truncated or corrupt data) is skipped with a line saying why, never deleted.
     `older`, if given, is the checkpoint object of runs written before `checkpoint` gained items:
-    a checkpoint that restores whole into it is not damaged, only older."""
+    a checkpoint that restores whole into it is not damaged, only older. `first`, if given, is a
+    prefix to try before the others. `checkpoint` may hold part of what was saved (a generator)."""
     import tensorflow as tf
 
-    for prefix in checkpoint_prefixes(directory):
+    prefixes = checkpoint_prefixes(directory)
+    for prefix in [first] * bool(first) + [p for p in prefixes if p != first]:
         try:
             try:
-                checkpoint.restore(prefix).assert_existing_objects_matched()
+                checkpoint.restore(prefix).assert_existing_objects_matched().expect_partial()
             except AssertionError:
                 if older is None:
                     raise
-                older.restore(prefix).assert_existing_objects_matched()
+                older.restore(prefix).assert_existing_objects_matched().expect_partial()
             return prefix
         except (tf.errors.OpError, ValueError, AssertionError, IndexError) as error:
             reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__

@@ -212,6 +212,7 @@ def test_training_decides_precision_auto_logs_quietly_skips_large_images_and_res
                              text=True, timeout=600, env=env)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "precision auto" not in resumed.stdout and "epoch 2/2" in resumed.stdout
+    assert "dataset has changed" not in resumed.stdout  # the recorded --max_megapixels 0.01 still leaves big.png out
     again = json.loads((run / "training_options.json").read_text())
     assert again["config"]["precision"] == expected.policy
     assert (f"{set_pools} (as this run recorded)" in resumed.stdout) == (expected.threads != precision.DEFAULT_THREADS)
@@ -299,3 +300,76 @@ def test_train_help_shows_the_values_of_the_preset_it_names():
     assert "--batch_size=32\n" in by_type.stdout and "--minibatch_kernels=100\n" in by_type.stdout
     for text in (fast.stdout, by_type.stdout):
         assert "README, " not in text  # the sections it once pointed to do not exist
+
+
+@pytest.mark.parametrize("command", ["train", "generate"])
+def test_a_seed_out_of_range_is_one_line_before_any_folder(command, tmp_path):
+    """Issue 49, item 14: numpy's seeding (Keras' set_random_seed) takes 0 to 2**32 - 1; 2**63 was a traceback
+    after the run folder was made."""
+    result = console(command, "--seed", str(2**63), "--run_root", str(tmp_path / "runs"),
+                     "--output", str(tmp_path / "out"))
+    assert result.returncode != 0 and "--seed" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("weights", ["random bytes", "missing"])
+def test_fid_weights_that_are_broken_or_missing_are_refused_before_the_run_folder(tiny_folder, tmp_path, weights):
+    """Issue 49, item 15: a traceback (random bytes) or the instructions after an empty run folder was made."""
+    path = tmp_path / "weights.npz"
+    if weights == "random bytes":
+        path.write_bytes(np.random.default_rng(0).bytes(5000))
+    runs = tmp_path / "runs"
+    result = console("train", "--path", str(tiny_folder), *TINY, "--precision", "float32", "--run_root", str(runs),
+                     "--fid_every", "1", "--fid_weights", str(path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    first = result.stderr.splitlines()[0]  # the missing file's message goes on with how to get the file
+    assert first.startswith("error: ") and str(path) in first and ("does not exist" in first) == (weights == "missing")
+    assert not runs.exists()
+
+
+def test_resume_refuses_flags_that_differ_from_the_recorded_run_in_one_line(tiny_folder, tmp_path):
+    """Issue 49, item 7: --resume with another --image_size, --g_lr or --model trained at the recorded
+    settings and said nothing. Flags repeating the recorded values, and the three a resume may change, pass."""
+    from illustration_gan import config as config_lib
+    from illustration_gan import data, run_folder
+
+    run = tmp_path / "run"
+    run.mkdir()
+    config = config_lib.resolve("dcgan", dict(image_size=32, g_width=8, d_width=8, z_dim=16, batch_size=16,
+                                              precision="float32", path=str(tiny_folder)))
+    run_folder.write_json(str(run / run_folder.OPTIONS_FILE),
+                          run_folder.training_options(config, data.scan(str(tiny_folder)), 1))
+    refused = console("train", "--resume", str(run), "--image_size", "64", "--g_lr", "1e-3", "--model", "fast",
+                      "--batch_size", "16", "--path", str(tiny_folder), "--dry_run")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+    (line,) = refused.stderr.strip().splitlines()
+    assert "--image_size 64 (recorded 32)" in line and "--g_lr 0.001 (recorded 0.0002)" in line
+    assert "--model fast (recorded dcgan)" in line and "--batch_size" not in line and "--path" not in line
+    accepted = console("train", "--resume", str(run), "--image_size", "32", "--model", "dcgan", "--epochs", "7",
+                       "--path", os.path.relpath(tiny_folder, ROOT), "--dry_run")
+    assert accepted.returncode == 0, accepted.stderr
+    assert json.loads(accepted.stdout)["epochs"] == 7
+
+
+def test_generate_from_a_checkpoints_folder_writes_into_its_run(tmp_path):
+    """`--checkpoint RUN/checkpoints` (what a damaged generator.keras's message proposes, issue 49 item 18)
+    wrote its images into RUN's parent folder: the run was taken as the folder above the checkpoints' folder."""
+    import tensorflow as tf
+
+    from illustration_gan import config as config_lib
+    from illustration_gan import run_folder
+    from illustration_gan.networks import build_networks
+
+    run = tmp_path / "runs" / "00000-faces-dcgan"
+    run.mkdir(parents=True)
+    config = config_lib.resolve("dcgan", dict(image_size=32, g_width=8, d_width=8, z_dim=16))
+    run_folder.write_json(str(run / run_folder.OPTIONS_FILE), {"config": config.to_json()})
+    generator = build_networks(config.model).generator
+    generator(tf.zeros([1, 16]), training=False)  # its variables exist
+    tf.train.CheckpointManager(tf.train.Checkpoint(generator=generator), str(run / "checkpoints"), 1).save(4)
+    for checkpoint, folder in ((run / "checkpoints", "generated-000"), (run / "checkpoints" / "ckpt-4", "generated-001")):
+        result = console("generate", "--checkpoint", str(checkpoint), "--img_num", "2")
+        assert result.returncode == 0, result.stderr
+        assert sorted(p.name for p in (run / folder).glob("*.png")) == ["grid.png", "seed0000-000000.png",
+                                                                         "seed0000-000001.png"]
+    assert sorted(p.name for p in run.parent.iterdir()) == [run.name]

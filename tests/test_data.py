@@ -205,3 +205,56 @@ def test_tfrecords_over_max_megapixels_are_skipped_before_decoding(tmp_path):
     assert source.skipped_counts == {"too_large": 2}
     batches = list(data.training_dataset(source, 8, 2, seed=0, cache=False).take(2).as_numpy_iterator())
     assert all(b.shape == (2, 8, 8, 3) for b in batches)
+
+
+# ----------------------------------------------------------------------------- issue 49: damage after or during the scan
+
+
+def _shard(path, values):
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for value in values:
+            feature = {"image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(
+                value=[_png(np.full((16, 16, 3), value, np.uint8))]))}
+            writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+
+
+def test_a_torn_or_random_tfrecord_shard_is_skipped_and_counted(tmp_path, caplog):
+    """Item 12: the scan died on the DataLossError of one bad shard."""
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    _shard(folder / "a.tfrecord", [10, 20, 30])
+    _shard(folder / "b.tfrecord", [40, 50])
+    torn = folder / "b.tfrecord"
+    torn.write_bytes(torn.read_bytes()[:-30])
+    (folder / "c.tfrecord").write_bytes(np.random.default_rng(0).bytes(3000))
+    source = data.scan(str(folder))
+    assert source.num_images == 3 and source.files == (str(folder / "a.tfrecord"),)
+    assert source.skipped_counts == {"damaged_shard": 2} and len(source.skipped) == 2
+    assert "b.tfrecord: not a readable TFRecord shard (DataLossError: truncated record" in caplog.text
+    assert "c.tfrecord: not a readable TFRecord shard" in caplog.text
+    values = np.concatenate(list(data.training_dataset(source, 8, 3, seed=0, cache=False).take(2).as_numpy_iterator()))
+    assert sorted({round(float(v), 2) for v in values[:, 0, 0, 0]}) == [round(v / 127.5 - 1, 2) for v in (10, 20, 30)]
+    for shard in ("a", "b"):
+        (folder / f"{shard}.tfrecord").write_bytes(b"")
+    with pytest.raises(UserError, match="no usable image"):
+        data.scan(str(folder / "c.tfrecord"))
+
+
+def test_images_deleted_or_replaced_after_the_scan_are_skipped_and_counted(tmp_path, caplog):
+    """Item 13: a file deleted after the scan was a NotFoundError in the middle of an epoch."""
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    for i in range(10):
+        cv2.imwrite(str(folder / f"{i}.png"), np.full((16, 16, 3), 20 * i, np.uint8))
+    source = data.scan(str(folder))
+    (folder / "3.png").unlink()
+    (folder / "9.png").unlink()  # the last: no image after it shows the gap
+    (folder / "5.png").write_text("replaced by text")
+    batches = data.training_dataset(source, 8, 7, seed=0)
+    first = np.concatenate(list(batches.take(3).as_numpy_iterator()))  # 21 images: the 7 left, three times
+    assert sorted({round((float(v) + 1) * 127.5) for v in first[:, 0, 0, 0]}) == [0, 20, 40, 80, 120, 140, 160]
+    for name in ("3.png", "5.png", "9.png"):
+        assert f"skipping {folder / name}: it no longer reads as an image" in caplog.text
+    assert "3 skipped so far" in caplog.text and caplog.text.count("no longer reads") == 3
+    images = np.concatenate(list(data.image_batches_uint8(source.files, 8, 4)))
+    assert len(images) == 7

@@ -129,3 +129,106 @@ def test_importing_illustration_gan_does_not_import_tensorflow():
     code = "import sys, illustration_gan, illustration_gan.config; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.stdout.split() == ["False", "False"], result.stderr[-2000:]
+
+
+# ----------------------------------------------------------------------------- issue 49: damaged inputs, hostile outputs
+
+
+def _mount_tmpfs(path, options: str) -> None:
+    path.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {result.stderr.decode().strip()}")
+
+
+def test_an_output_that_is_a_file_or_on_a_read_only_disk_is_one_line(generator, tmp_path):
+    """Issue 49, item 16: FileExistsError and OSError tracebacks before (the folder lock now meets both first)."""
+    existing = tmp_path / "a-file"
+    existing.write_text("mine")
+    with pytest.raises(UserError, match="is not a folder") as error:
+        generate.write_images(_sampler(generator), 2, str(existing), progress=None)
+    assert existing.read_text() == "mine" and "\n" not in str(error.value)
+    disk = tmp_path / "ro"
+    _mount_tmpfs(disk, "ro,size=100k")
+    try:
+        with pytest.raises(UserError, match="Read-only file system") as error:
+            generate.write_images(_sampler(generator), 2, str(disk / "out"), progress=None)
+        assert "\n" not in str(error.value)
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_full_disk_stops_with_one_line_and_the_same_command_finishes_once_there_is_room(generator, tmp_path):
+    """Issue 49, item 16: ENOSPC was a traceback."""
+    generate.write_images(_sampler(generator), 40, str(tmp_path / "whole"), seed=2, progress=None)
+    disk = tmp_path / "disk"
+    _mount_tmpfs(disk, "size=400k")  # tmpfs gives each file whole 4 KiB pages
+    try:
+        filler = disk / "filler"
+        filler.write_bytes(b"\0" * 350_000)
+        with pytest.raises(UserError, match=r"could not write .*No space left on device .*MB free.* of 40 images are in"
+                           ) as error:
+            generate.write_images(_sampler(generator), 40, str(disk / "out"), seed=2, progress=None)
+        assert "\n" not in str(error.value)
+        assert not list((disk / "out").glob(".*partial"))
+        filler.unlink()
+        generate.write_images(_sampler(generator), 40, str(disk / "out"), seed=2, progress=None)
+        assert _digests(disk / "out") == _digests(tmp_path / "whole")
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def _run_with_checkpoints(tmp_path, generator, steps=(2, 4)):
+    """A run folder holding training_options.json and a checkpoint of `generator` at each of `steps` (weights
+    scaled by the step, so each checkpoint gives other images); returns it and the weights of each."""
+    import tensorflow as tf
+
+    from illustration_gan import config as config_lib
+    from illustration_gan import run_folder
+
+    run = tmp_path / "run"
+    run.mkdir()
+    config = config_lib.Config(preset="dcgan", model=TINY)
+    run_folder.write_json(str(run / run_folder.OPTIONS_FILE), {"config": config.to_json()})
+    model = build_networks(TINY).generator
+    model.set_weights(generator.get_weights())
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(generator=model), str(run / "checkpoints"), 5)
+    weights = {}
+    for step in steps:
+        model.set_weights([w * (1 + step / 10) for w in generator.get_weights()])
+        weights[step] = model.get_weights()
+        manager.save(checkpoint_number=step)
+    return run, weights
+
+
+def test_a_damaged_checkpoint_falls_back_to_the_newest_that_restores_and_says_so(generator, tmp_path):
+    """Issue 49, item 17: a truncated checkpoint was an IndexError traceback."""
+    run, weights = _run_with_checkpoints(tmp_path, generator)
+    newest = run / "checkpoints" / "ckpt-4.data-00000-of-00001"
+    newest.write_bytes(newest.read_bytes()[:100])
+    for asked in (run / "checkpoints", run / "checkpoints" / "ckpt-4"):
+        lines = []
+        sampler = generate.load_sampler(checkpoint=str(asked), warn=lines.append)
+        assert all(np.array_equal(a, b) for a, b in zip(sampler.generator.get_weights(), weights[2], strict=True))
+        assert "skipped checkpoint ckpt-4" in lines[0] and "generating from ckpt-2" in lines[-1]
+    older = run / "checkpoints" / "ckpt-2.data-00000-of-00001"
+    older.write_bytes(older.read_bytes()[:100])
+    with pytest.raises(UserError, match=r"no checkpoint in .* restores \(2 damaged"):
+        generate.load_sampler(checkpoint=str(run / "checkpoints"), warn=lambda line: None)
+    assert newest.exists() and older.exists()  # never deleted
+
+
+def test_a_truncated_generator_keras_is_called_damaged_with_the_way_back(generator, tmp_path):
+    """Issue 49, item 18: Keras said "File not found" of a file that exists."""
+    run, _ = _run_with_checkpoints(tmp_path, generator)
+    generator.save(str(run / "generator.keras"))
+    assert generate.load_sampler(str(run)).z_dim == 16
+    path = run / "generator.keras"
+    path.write_bytes(path.read_bytes()[:3000])
+    with pytest.raises(UserError) as error:
+        generate.load_sampler(str(run))
+    message = str(error.value)
+    assert message.startswith(f"{path} is damaged (3,000 bytes") and "\n" not in message
+    assert f"--checkpoint {run / 'checkpoints'}" in message and f"--resume {run}" in message
+    assert generate.load_sampler(checkpoint=str(run / "checkpoints")).z_dim == 16  # the way it names works
+

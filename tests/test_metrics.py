@@ -433,3 +433,62 @@ def test_generated_features_checks_and_seeds_the_sampler():
     assert not np.array_equal(a, metrics.generated_features(sample, 250, FakeExtractor(), 100, seed=4))
     with pytest.raises(ValueError, match="uint8"):
         metrics.generated_features(lambda n, s: np.zeros((n, 4, 4, 3)), 10, FakeExtractor())
+
+
+# ---------------------------------------------------------------------------------------
+# Issue 49: broken weight files and sets too small to score
+
+
+@pytest.mark.parametrize("kind", ["random bytes", "an npy array", "other arrays", "torn"])
+def test_a_file_that_is_not_the_fid_weights_is_one_line_before_the_network_is_built(tmp_path, kind):
+    """Item 15: random bytes were a pickle ValueError traceback from np.load (after the run folder was made)."""
+    path = tmp_path / "weights.npz"
+    if kind == "random bytes":
+        path.write_bytes(np.random.default_rng(0).bytes(5000))
+    elif kind == "an npy array":
+        np.save(path.with_suffix(".npy"), np.zeros(3))
+        path.with_suffix(".npy").rename(path)
+    elif kind == "other arrays":
+        np.savez(path, images=np.zeros(3))
+    else:
+        np.savez(path, **{"net.layers.conv.weight": np.zeros((32, 3, 3, 3))})
+        path.write_bytes(path.read_bytes()[:300])
+    started = time.perf_counter()
+    for load in (metrics.check_fid_weights, metrics.FeatureExtractor):
+        with pytest.raises(metrics.FIDWeightsInvalid) as error:
+            load(str(path))
+        message = str(error.value)
+        assert message.startswith(f"{path} is not the FID Inception weights") and "\n" not in message
+    assert time.perf_counter() - started < 5  # refused from the zip's directory, no network built
+
+
+def test_sets_too_small_to_score_are_refused_and_small_ones_noted():
+    """Item 9: 3 or 1 real images were a traceback (precision/recall, the covariance); 5 gave an FID unremarked."""
+    rng = np.random.default_rng(0)
+    for n_real, n_fake in ((3, 10), (1, 10), (10, 2)):
+        with pytest.raises(metrics.TooFewSamples, match=f"at least {metrics.MIN_SAMPLES} in each set"):
+            metrics.compute_all(rng.normal(size=(n_real, 8)), rng.normal(size=(n_fake, 8)))
+    assert metrics.MIN_SAMPLES == 4  # precision/recall's k = 3 neighbours and the image itself
+    note = metrics.sample_count_note(5, 10)
+    assert "FID of 5 real and 10 generated images" in note and "2049" in note and "KID" in note
+    assert metrics.sample_count_note(2049, 5000) is None
+    assert set(metrics.compute_all(rng.normal(size=(4, 8)), rng.normal(size=(4, 8)))) >= {"fid4", "precision4"}
+
+
+@needs_faces
+def test_evaluate_refuses_three_real_images_and_notes_five(tmp_path, caplog):
+    from illustration_gan import UserError, evaluation
+
+    folders = {}
+    for n in (3, 5, 8):
+        folders[n] = tmp_path / f"faces{n}"
+        folders[n].mkdir()
+        for i in range(n):
+            (folders[n] / f"{i}.jpg").write_bytes((FACES / f"{100 + n + i}.jpg").read_bytes())
+    cache = str(tmp_path / "cache")
+    with pytest.raises(UserError, match=r"too few images to score \(real 3\)") as error:
+        evaluation.compare_folders(str(folders[3]), str(folders[8]), 32, 100, str(WEIGHTS), cache)
+    assert "\n" not in str(error.value)
+    scores = evaluation.compare_folders(str(folders[5]), str(folders[8]), 32, 100, str(WEIGHTS), cache)
+    assert scores["num_real"] == 5 and scores["num_compared"] == 8 and np.isfinite(scores["fid8"])
+    assert "FID of 5 real and 8 generated images" in caplog.text

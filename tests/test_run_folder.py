@@ -72,3 +72,52 @@ def test_training_options_record_the_absolute_dataset_path(tmp_path, monkeypatch
     run_folder.write_json(str(tmp_path / "run" / run_folder.OPTIONS_FILE), options)
     monkeypatch.chdir("/")
     assert run_folder.dataset_path(str(tmp_path / "run")) == str(tmp_path / "faces")
+
+
+def _options(tmp_path):
+    from illustration_gan import config as config_lib
+    from illustration_gan import data
+
+    (tmp_path / "faces").mkdir()
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(tmp_path / "faces" / "0.png"), np.zeros((8, 8, 3), np.uint8))
+    return run_folder.training_options(config_lib.resolve("fast", {"path": str(tmp_path / "faces")}),
+                                       data.scan(str(tmp_path / "faces")), 1)
+
+
+DAMAGE = {
+    "torn": lambda text, options: text[:200],
+    "empty": lambda text, options: "",
+    "list": lambda text, options: "[1, 2]",
+    "null": lambda text, options: "null",
+    "not text": lambda text, options: "\xff\xfe{",
+    "config a list": lambda text, options: json.dumps({**options, "config": []}),
+    "model a list": lambda text, options: json.dumps({**options, "config": {**options["config"], "model": [3]}}),
+    "a string for an int": lambda text, options: json.dumps(
+        {**options, "config": {**options["config"], "epochs": "x"}}),
+    "a string for a float": lambda text, options: json.dumps(
+        {**options, "config": {**options["config"], "training": {**options["config"]["training"], "g_lr": "fast"}}}),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_a_damaged_options_file_is_one_line_naming_it(tmp_path, damage):
+    """Issue 49, item 11: train --resume, generate --checkpoint, evaluate and nearest read the options through
+    read_config / dataset_path; each damage was a traceback (JSONDecodeError, TypeError, AttributeError)."""
+    options = _options(tmp_path)
+    run = tmp_path / "run"
+    run.mkdir()
+    path = run / run_folder.OPTIONS_FILE
+    run_folder.write_json(str(path), options)
+    assert run_folder.read_config(str(run)).preset == "fast"  # intact
+    path.write_bytes(DAMAGE[damage](path.read_text(), options).encode("latin-1" if damage == "not text" else "utf-8"))
+    for read in (run_folder.read_config, run_folder.dataset_path):
+        if damage.startswith(("model", "a string")) and read is run_folder.dataset_path:
+            continue  # the path is still there
+        with pytest.raises(UserError) as error:
+            read(str(run))
+        message = str(error.value)
+        assert "\n" not in message and message.startswith(f"{path} is damaged: ") and "backup" in message
+    assert isinstance(error.value, ValueError)  # readers that tolerate an unreadable file tolerate it

@@ -410,6 +410,23 @@ def test_serve_prints_its_address_and_warns_off_loopback(run, fake_server, capsy
         serve(str(run), dataset_path=str(run / "missing-faces"))
 
 
+@pytest.mark.parametrize("damage", ["[1, 2]", "null", '{"config": {"mod'])
+def test_a_damaged_options_file_is_served_with_one_warning(run, fake_server, capsys, tmp_path, damage):
+    """Issue 49, item 11: a list or null in training_options.json was a traceback at start (and a 500 from
+    /api/run); the generator does not need the file, so the page is served and the damage said in a line."""
+    import shutil
+
+    copy = tmp_path / run.name
+    shutil.copytree(run, copy)
+    (copy / "training_options.json").write_text(damage)
+    assert serve(str(copy), port=8123) == 0
+    out, err = capsys.readouterr()
+    assert "training_options.json is damaged" in err and "Traceback" not in err and "http://127.0.0.1:8123/" in out
+    application = create_app(str(copy))
+    summary = application.test_client().get("/api/run").get_json()
+    assert summary["epochs_done"] == 1 and summary["preset"] is None
+
+
 @pytest.mark.parametrize("host, loopback", [("127.0.0.1", True), ("localhost", True), ("::1", True),
                                             ("127.0.0.2", True), ("0.0.0.0", False), ("", False),
                                             ("192.168.1.5", False), ("example.org", False)])
@@ -495,3 +512,21 @@ def test_the_real_server_answers_json_and_names_no_versions(run, capsys):
             answer = json.loads(body)
             assert answer["status"] == expected and answer["error"], name
             assert len(answer["error"]) < 400 and b"<" not in body, name
+
+
+def test_a_nan_loss_is_sent_as_null_so_the_answer_stays_json(client, run):
+    """Issue 49, item 10: stats.jsonl may hold NaN (Python writes it), which is not JSON."""
+    path = run / "stats.jsonl"
+    kept = path.read_text()
+    path.write_text(kept + '{"epoch": 2, "step": 4, "d_loss": NaN, "g_loss": Infinity, "d_real": 0.5}\n')
+    try:
+        text = client.get("/api/run").get_data(as_text=True)
+    finally:
+        path.write_text(kept)
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    summary = json.loads(text, parse_constant=refuse)
+    assert summary["last_epoch"] == {"d_loss": None, "g_loss": None, "d_real": 0.5}
+    assert summary["epochs_done"] == 2

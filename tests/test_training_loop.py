@@ -308,3 +308,35 @@ def test_a_forced_collapse_rolls_back_to_the_last_good_epoch_and_halves_the_rate
     epoch2.checkpoint.read(str(run_dir / "checkpoints" / "ckpt-8")).expect_partial()
     for rolled_back, good in zip(trainer.generator.weights, epoch2.generator.weights, strict=True):
         np.testing.assert_array_equal(np.asarray(rolled_back), np.asarray(good))
+
+
+def test_a_resumed_run_on_fewer_images_says_so_and_counts_its_epochs_by_them(tmp_path, noise_faces, capsys):
+    """Issue 49, item 6: after the dataset shrank from 32 to 16 images, the resumed epoch 3 ran one step
+    (its start was reckoned at 2 epochs of today's 2 steps, not the 8 steps the run had taken), unannounced."""
+    from illustration_gan import data
+
+    source = noise_faces(32)  # 4 steps of 8
+    run_dir = tmp_path / "run"
+    strategy = tf.distribute.get_strategy()
+    training.train(_tiny(epochs=2), source, str(run_dir), strategy)
+    for i in range(16, 32):
+        (tmp_path / "faces" / f"{i}.png").unlink()
+    capsys.readouterr()
+    training.train(_tiny(epochs=3), data.scan(str(tmp_path / "faces")), str(run_dir), strategy, resume=True)
+    out = capsys.readouterr().out
+    assert f"16 usable images in {tmp_path / 'faces'} (32 then)" in out
+    assert "The epochs left have 2 steps of 8 images (4 before)" in out
+    records = run_folder.read_jsonl(str(run_dir / "stats.jsonl"))
+    assert [r["step"] for r in records] == [4, 8, 10] and records[-1]["d_updates"] == 2
+    training.train(_tiny(epochs=3), data.scan(str(tmp_path / "faces")), str(run_dir), strategy, resume=True)
+    assert "dataset has changed" in capsys.readouterr().out  # the options keep what the run started with
+
+
+def test_images_deleted_after_the_scan_are_skipped_and_training_goes_on(tmp_path, noise_faces, caplog):
+    """Issue 49, item 13: a file deleted between the scan and its first read was a NotFoundError mid-epoch."""
+    source = noise_faces(32)
+    for i in (5, 31):
+        (tmp_path / "faces" / f"{i}.png").unlink()
+    trainer = training.train(_tiny(epochs=2), source, str(tmp_path / "run"), tf.distribute.get_strategy())
+    assert int(trainer.step.numpy()) == 8  # the epochs keep their steps: the 30 images left repeat
+    assert "faces/5.png: it no longer reads as an image" in caplog.text and "2 skipped so far" in caplog.text

@@ -23,14 +23,18 @@ from illustration_gan.metrics.features import (
 )
 from illustration_gan.metrics.inception import (
     DEFAULT_WEIGHTS_ENV,
+    FIDWeightsInvalid,
     FIDWeightsNotFound,
     build_fid_inception,
+    check_fid_weights,
     convert_tf_graph_to_npz,
     default_weights_cache_path,
     resolve_fid_weights,
 )
 from illustration_gan.metrics.nearest import nearest_neighbour_grid, nearest_neighbours
 from illustration_gan.metrics.scores import (
+    MIN_SAMPLES,
+    TooFewSamples,
     compute_all,
     count_label,
     feature_statistics,
@@ -38,13 +42,18 @@ from illustration_gan.metrics.scores import (
     frechet_distance,
     kernel_inception_distance,
     precision_recall,
+    sample_count_note,
 )
 
 __all__ = [
     "DEFAULT_WEIGHTS_ENV",
+    "FIDWeightsInvalid",
     "FIDWeightsNotFound",
     "FeatureExtractor",
+    "MIN_SAMPLES",
+    "TooFewSamples",
     "build_fid_inception",
+    "check_fid_weights",
     "compute_all",
     "convert_tf_graph_to_npz",
     "count_label",
@@ -60,4 +69,5 @@ __all__ = [
     "precision_recall",
     "real_features",
     "resolve_fid_weights",
+    "sample_count_note",
 ]

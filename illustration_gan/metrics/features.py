@@ -25,7 +25,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 import tensorflow as tf
 
-from illustration_gan.metrics.inception import FEATURE_DIM, build_fid_inception, resolve_fid_weights
+from illustration_gan.metrics.inception import FEATURE_DIM, build_fid_inception, check_fid_weights
 
 _CACHE_FORMAT = 2  # bump when the cached content or its meaning changes
 
@@ -74,12 +74,12 @@ class _Progress:
 class FeatureExtractor:
     """The FID Inception network, built once, applied to batches of images.
 
-    weights_path: the npz (None: resolved by ``resolve_fid_weights``).
+    weights_path: the npz (None: resolved by ``resolve_fid_weights``; checked by ``check_fid_weights``).
     batch_size: images per network call; larger input batches are split.
     """
 
     def __init__(self, weights_path: str | None = None, batch_size: int = 50):
-        self.weights_path = resolve_fid_weights(weights_path)
+        self.weights_path = check_fid_weights(weights_path)
         self.batch_size = int(batch_size)
         self.model = build_fid_inception(self.weights_path)
         self._fingerprint: str | None = None

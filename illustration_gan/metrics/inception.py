@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import os
 import tarfile
+import zipfile
+import zlib
 from pathlib import Path
 
 import keras
@@ -46,6 +48,10 @@ _PARTS = ("weight", "beta", "mean", "var")
 
 class FIDWeightsNotFound(FileNotFoundError):
     """The FID Inception weight file could not be found (see the message for how to provide it)."""
+
+
+class FIDWeightsInvalid(ValueError):
+    """A file given as the FID Inception weights that is not them (random bytes, a torn download, other arrays)."""
 
 
 def default_weights_cache_path() -> Path:
@@ -93,6 +99,29 @@ def resolve_fid_weights(path: str | os.PathLike | None = None) -> str:
     if cache.is_file():
         return str(cache)
     raise FIDWeightsNotFound("FID Inception weights not found.\n" + _how_to_provide())
+
+
+def check_fid_weights(path: str | os.PathLike | None = None) -> str:
+    """``resolve_fid_weights(path)``, checked to be an npz of this network's arrays: from the zip's
+    directory alone, so a bad file is refused in milliseconds, before a run folder is made."""
+    path = resolve_fid_weights(path)
+    if not zipfile.is_zipfile(path):  # random bytes, a download cut short (the zip's directory is at its end)
+        raise _invalid(path, f"it is not an .npz (zip) archive ({os.path.getsize(path):,} bytes)")
+    try:
+        with np.load(path) as npz:
+            names = list(npz.files)
+    except Exception as error:  # noqa: BLE001  (np.load: ValueError, OSError, BadZipFile, EOFError, ... by content)
+        raise _invalid(path, f"it does not open as an .npz ({type(error).__name__}: {error})") from None
+    foreign = [n for n in names if not (n.startswith(_KEY_PREFIX) and n.rsplit(".", 1)[-1] in _PARTS)]
+    if not names or foreign:
+        raise _invalid(path, f"its arrays are not {_KEY_PREFIX}<node>.{{{','.join(_PARTS)}}} (e.g. {(foreign or ['none'])[0]!r})")
+    return path
+
+
+def _invalid(path, reason: str) -> FIDWeightsInvalid:
+    reason = " ".join(reason.split())[:200]
+    return FIDWeightsInvalid(f"{path} is not the FID Inception weights ({WEIGHTS_FILENAME}): {reason}; "
+                             "docs/evaluation.md says where to get the file")
 
 
 # --------------------------------------------------------------------------------------
@@ -234,25 +263,29 @@ def load_fid_weights(model: keras.Model, nodes: list[str], weights_path: str) ->
     Raises ValueError unless every array of the file is used exactly once with the right shape.
     """
     used: list[str] = []
-    with np.load(weights_path) as npz:
-        available = set(npz.files)
-        for node in nodes:
-            keys = [f"{_KEY_PREFIX}{node}.{part}" for part in _PARTS]
-            missing = [k for k in keys if k not in available]
-            if missing:
-                raise ValueError(f"{weights_path}: missing arrays {missing}")
-            kernel, beta, mean, var = (npz[k] for k in keys)
-            conv, bn = model.get_layer(node), model.get_layer(node + ".bn")
-            expected = tuple(conv.kernel.shape)
-            kernel = kernel.transpose(2, 3, 1, 0)  # (out, in, kh, kw) -> (kh, kw, in, out)
-            if kernel.shape != expected:
-                raise ValueError(f"{weights_path}: {node} kernel has shape {kernel.shape}, expected {expected}")
-            conv.set_weights([kernel])
-            bn.set_weights([beta, mean, var])  # scale=False: [beta, moving_mean, moving_variance]
-            used.extend(keys)
-        unused = sorted(available - set(used))
+    check_fid_weights(weights_path)
+    try:
+        with np.load(weights_path) as npz:
+            available = set(npz.files)
+            for node in nodes:
+                keys = [f"{_KEY_PREFIX}{node}.{part}" for part in _PARTS]
+                missing = [k for k in keys if k not in available]
+                if missing:
+                    raise _invalid(weights_path, f"missing arrays {missing}")
+                kernel, beta, mean, var = (npz[k] for k in keys)
+                conv, bn = model.get_layer(node), model.get_layer(node + ".bn")
+                expected = tuple(conv.kernel.shape)
+                kernel = kernel.transpose(2, 3, 1, 0)  # (out, in, kh, kw) -> (kh, kw, in, out)
+                if kernel.shape != expected:
+                    raise _invalid(weights_path, f"{node} kernel has shape {kernel.shape}, expected {expected}")
+                conv.set_weights([kernel])
+                bn.set_weights([beta, mean, var])  # scale=False: [beta, moving_mean, moving_variance]
+                used.extend(keys)
+            unused = sorted(available - set(used))
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:  # an array cut short in the zip
+        raise _invalid(weights_path, f"an array does not read ({type(error).__name__}: {error})") from None
     if unused or len(used) != len(set(used)):
-        raise ValueError(f"{weights_path}: arrays not used by the network: {unused[:10]} ({len(unused)} in all)")
+        raise _invalid(weights_path, f"arrays not used by the network: {unused[:10]} ({len(unused)} in all)")
     return used
 
 

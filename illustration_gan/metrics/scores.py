@@ -155,14 +155,50 @@ def count_label(n: int) -> str:
     return f"{n / 1000:.3f}".rstrip("0").rstrip(".") + "k"
 
 
+PR_K = 3  # the neighbour precision/recall balls reach (the paper's k)
+MIN_SAMPLES = PR_K + 1  # each set: a sample and its k nearest others; FID and KID need 2
+FULL_RANK_SAMPLES = 2049  # more than the 2048 feature dimensions: a covariance of full rank
+
+
+class TooFewSamples(ValueError):
+    """A set too small for the scores to be defined."""
+
+
+def sample_count_note(num_real: int, num_fake: int) -> str | None:
+    """Raises TooFewSamples when a set has fewer than MIN_SAMPLES; returns a sentence on FID's bias
+    when a set has no more samples than the 2048 feature dimensions, else None.
+
+    Below FULL_RANK_SAMPLES the covariance is singular: the FID authors ask for more samples than
+    the 2048 dimensions and recommend 10,000 (bioinf-jku/TTUR README, "Frechet Inception Distance").
+    `fid_from_features` still gives the exact Frechet distance of the fitted Gaussians then, but the
+    estimate is biased and the bias grows as the count falls (Binkowski et al. 2018; Chong & Forsyth
+    2020, "Effectively Unbiased FID"), so such FIDs compare only at equal counts; KID is unbiased at
+    any count. Refusing below 2049 would stop the quick checks this project runs on small folders
+    (the 45 illustrations), so that is said, not refused.
+    """
+    small = [f"{name} {n}" for name, n in (("real", num_real), ("generated", num_fake)) if n < MIN_SAMPLES]
+    if small:
+        raise TooFewSamples(
+            f"too few images to score ({', '.join(small)}): precision and recall need at least {MIN_SAMPLES} in "
+            f"each set (each image's ball reaches its {PR_K}rd nearest neighbour in its own set)"
+        )
+    if min(num_real, num_fake) < FULL_RANK_SAMPLES:
+        return (f"FID of {num_real} real and {num_fake} generated images: with fewer than {FULL_RANK_SAMPLES} in a "
+                f"set the covariance of the 2048 features is singular and FID is biased, the more the fewer images; "
+                f"compare it only with FIDs of the same counts, or read KID (unbiased at any count)")
+    return None
+
+
 def compute_all(real_f: np.ndarray, fake_f: np.ndarray) -> dict[str, float]:
     """FID, KID (mean, std), precision and recall, named after the number of generated samples.
 
     E.g. for 5000 generated samples: fid5k, kid5k, kid5k_std, precision5k, recall5k.
+    Raises TooFewSamples below MIN_SAMPLES in a set.
     """
+    sample_count_note(len(real_f), len(fake_f))
     label = count_label(len(fake_f))
     kid, kid_std = kernel_inception_distance(real_f, fake_f)
-    precision, recall = precision_recall(real_f, fake_f)
+    precision, recall = precision_recall(real_f, fake_f, k=PR_K)
     return {
         f"fid{label}": fid_from_features(real_f, fake_f),
         f"kid{label}": kid,

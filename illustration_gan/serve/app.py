@@ -36,10 +36,11 @@ import threading
 import time
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request, send_file
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import BadRequest, HTTPException, NotFound, RequestEntityTooLarge, RequestURITooLarge
 from werkzeug.serving import WSGIRequestHandler
 
-from illustration_gan import UserError
+from illustration_gan import UserError, run_folder
 from illustration_gan.serve.explorer import FID_FILE, MAX_SEED, Explorer, Unavailable, resolve_dataset_path
 
 __all__ = ["FID_FILE", "create_app", "explorer_of", "make_server", "resolve_dataset_path", "serve"]
@@ -134,6 +135,27 @@ def _image_response(body: bytes, mimetype: str, download_name: str | None = None
 
 
 # ----------------------------------------------------------------------------- limits, errors, headers
+
+
+class _FiniteJSON(DefaultJSONProvider):
+    """JSON with NaN and infinities sent as null: Python writes them (a diverged run's stats.jsonl
+    holds NaN), but they are not JSON (RFC 8259) and a browser's JSON.parse refuses the whole answer."""
+
+    sort_keys = False
+
+    def dumps(self, obj, **kwargs):
+        return super().dumps(_finite(obj), allow_nan=False, **kwargs)
+
+
+def _finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
 
 
 @routes.before_app_request
@@ -273,7 +295,7 @@ def create_app(run_dir: str, dataset_path: str | None = None, max_faces: int = 2
     explorer = Explorer(run_dir, dataset_path, max_faces, best)
     app = Flask(__name__, static_folder=STATIC_DIR, static_url_path="/static")
     app.config["MAX_CONTENT_LENGTH"] = MAX_CONTENT_BYTES
-    app.json.sort_keys = False
+    app.json = _FiniteJSON(app)
     app.extensions[EXTENSION] = explorer
     app.register_blueprint(routes)
     return app
@@ -343,6 +365,10 @@ def serve(run_dir: str, dataset_path: str | None = None, host: str = "127.0.0.1"
         raise UserError(f"--path {dataset_path} does not exist")
     app = create_app(run_dir, dataset_path, best=best)
     explorer = explorer_of(app)
+    try:
+        run_folder.read_options(run_dir)
+    except run_folder.DamagedFile as error:  # the generator does not need it: serve, and say so
+        print(f"WARNING: {error}. The page shows the run without its settings.", file=sys.stderr, flush=True)
     if not _is_loopback(host):
         message = (f"serving on {host or 'all interfaces'}, not only on this computer: anyone who can reach "
                    f"port {port} can use the page (there is no login). Use --host 127.0.0.1 to keep it local.")

@@ -91,7 +91,7 @@ def train(
     _start_or_resume(trainer, manager, config, source, run_dir, chief, resume, log, chosen)
     start_epoch, step = int(trainer.epoch.numpy()), int(trainer.step.numpy())
     # A checkpoint written mid-epoch resumes inside that epoch, with the counts of its first part.
-    done_in_epoch = min(max(step - start_epoch * steps_per_epoch, 0), steps_per_epoch - 1)
+    done_in_epoch = min(max(step - _epoch_end_step(run_dir, start_epoch, steps_per_epoch), 0), steps_per_epoch - 1)
     partial = _PartialEpoch.load(out_dir, step) if done_in_epoch else _PartialEpoch()
     iterator = iter(training_batches(config, source, strategy, start_epoch))
     session_start, trained_before = time.time(), float(trainer.trained_seconds.numpy())
@@ -268,6 +268,17 @@ def _start_or_resume(trainer, manager, config, source, run_dir, chief, resume, l
         epoch = int(trainer.epoch.numpy())
         run_folder.truncate_stats(stats_path, epoch)
         log(f"resuming {run_dir} at epoch {epoch + 1}, step {int(trainer.step.numpy())}")
+        changed = run_folder.dataset_change(run_dir, source, config.training.batch_size)
+        if changed:
+            log(changed)
+
+
+def _epoch_end_step(run_dir: str, epoch: int, steps_per_epoch: int) -> int:
+    """The step `epoch` ended at: its stats line's (an epoch before the dataset changed had another
+    number of steps), or by today's count without one."""
+    ends = [r.get("step") for r in run_folder.read_jsonl(os.path.join(run_dir, run_folder.STATS_FILE))
+            if r.get("epoch") == epoch]
+    return ends[-1] if ends and isinstance(ends[-1], int) else epoch * steps_per_epoch
 
 
 def _check_finite(values: dict, epoch: int, step: int, run_dir: str) -> None:
