@@ -335,6 +335,6 @@ def test_fid_every_keeps_the_best_generator_and_its_checkpoint_and_generate_and_
     assert all(np.array_equal(a, b) for a, b in zip(best_model.get_weights(), saved.get_weights()))
 
 
-def test_training_takes_only_callbacks():
+def test_training_takes_only_callbacks(tmp_path):
     with pytest.raises(TypeError, match="is not a training.Callback"):
-        training.train(None, None, "", None, callbacks=[object()])
+        training.train(None, None, str(tmp_path / "run"), tf.distribute.get_strategy(), callbacks=[object()])
