@@ -225,17 +225,13 @@ class GANTrainer:
         """D's scores on the augmented reals and fakes, its loss plus terms, and the metrics to log."""
         real_in = self.augmenter(real, self.seed(seeds.AUGMENT_REAL, replica))
         fake_in = self.augmenter(fake, self.seed(seeds.AUGMENT_FAKE, replica))
-        needs_gradients = any(term.needs_real_gradients for term in self.terms)
-        needs_features = any(term.needs_real_features for term in self.terms)
+        gradients = any(term.needs_real_gradients for term in self.terms)
+        features = any(term.needs_real_features for term in self.terms)
         real_scores, fake_scores, real_gradients, real_features = self.discriminator.score_pair(
-            real_in, fake_in, needs_gradients, needs_features
-        )
-        forward = terms.Forward(
-            fake=fake, real=real, real_scores=real_scores, fake_scores=fake_scores,
-            real_gradients=real_gradients,
-            seed=lambda salt: self.seed(salt, replica),
-            real_seen=real_in, real_features=real_features,
-        )
+            real_in, fake_in, gradients, features)
+        forward = terms.Forward(fake=fake, real=real, real_scores=real_scores, fake_scores=fake_scores,
+                                real_gradients=real_gradients, seed=lambda salt: self.seed(salt, replica),
+                                real_seen=real_in, real_features=real_features)
         d_loss = self.average(self.objective.discriminator_loss(real_scores, fake_scores, swap))
         metrics, total = {"d_loss": d_loss}, d_loss
         for term in self.terms:
