@@ -428,7 +428,7 @@ def define_flags(fv=None) -> None:
     in a process that has other absl flags causes no clash)."""
     from absl import flags
 
-    fv = fv or flags.FLAGS
+    fv = flags.FLAGS if fv is None else fv  # an empty FlagValues is falsy
     d = Config("", "")
     flags.DEFINE_string("input", None, "Folder of illustrations (searched recursively; only read).", flag_values=fv)
     flags.DEFINE_string("output", None, "Dataset folder; created if needed, resumed if it exists. "

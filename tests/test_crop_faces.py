@@ -685,3 +685,30 @@ def test_an_earlier_output_inside_input_is_skipped_with_one_line(tmp_path, casca
     assert second.faces_written == first.faces_written > 0
     lines = [line for line in stderr.getvalue().splitlines() if "old_faces" in line]
     assert len(lines) == 1 and lines[0].startswith("warning: skipping 1 folder") and "not cropped again" in lines[0]
+
+
+DETECTOR_AND_CLEANING = {"scale_factor": 1.2, "min_neighbors": 4, "min_size": 30, "jpeg_quality": 80,
+                         "shard_size": 7, "near_duplicate_distance": 3, "min_chroma": 5.0, "min_std": 4.0,
+                         "detect_max_side": 1500}
+
+
+def test_every_detector_cleaning_and_output_flag_reaches_the_run(tmp_path, cascade_path, shared_illustrations):
+    """Each of these flags, parsed from a command line, sets its field of the run's Config (the tests
+    above check what each field does), and a command line giving all of them runs; a detector
+    flag changes what is found (--min_neighbors 1000: no face passes)."""
+    from absl import flags
+
+    defaults = crop_faces.Config("", "")
+    assert all(getattr(defaults, name) != value for name, value in DETECTOR_AND_CLEANING.items())
+    given = [f"--{name}={value}" for name, value in DETECTOR_AND_CLEANING.items()]
+    input_dir = make_input(tmp_path / "in", ["jlaoo_ahagon_umiko_19.jpg"])
+    fv = flags.FlagValues()
+    crop_faces.define_flags(fv)
+    fv(["crop_faces.py", f"--input={input_dir}", f"--output={tmp_path / 'out'}", *given])
+    parsed = crop_faces.config_from_flags(fv)
+    assert {name: getattr(parsed, name) for name in DETECTOR_AND_CLEANING} == DETECTOR_AND_CLEANING
+    common = ["--input", str(input_dir), "--cascade", cascade_path, "--dry_run", "--workers", "1"]
+    done = _cli(*common, "--output", str(tmp_path / "a"), *given)
+    assert done.returncode == 0 and "would be written (dry run)" in done.stdout, done.stderr
+    strict = _cli(*common, "--output", str(tmp_path / "b"), "--min_neighbors", "1000")
+    assert strict.returncode == 0 and "0 faces would be written" in strict.stdout, strict.stdout
