@@ -178,7 +178,7 @@ def run_train():
     from illustration_gan import UserError, distribute, run_folder, toy_faces, training
     from illustration_gan import data as data_lib
 
-    recorded = None  # a resumed run's precision_auto record: it keeps the thread pools timed for it
+    recorded = None  # a resumed run's precision_auto record: it keeps the thread pools it recorded
     max_megapixels = FLAGS.max_megapixels
     if FLAGS.resume:
         run_dir = run_folder.resolve_run_dir(FLAGS.resume, FLAGS.run_root)
@@ -213,7 +213,7 @@ def run_train():
         print(f"No --path given: training on {TOY_COUNT} built-in procedural toy faces "
               f"(cartoon faces with 6 hair colours x 4 eye colours x 2 hair styles), {path}", flush=True)
     # TensorFlow fixes its thread pools and devices when it starts (reading the images starts it).
-    training.choose_threads(config, path, lambda line: print(line, flush=True), recorded)
+    training.choose_threads(config, lambda line: print(line, flush=True), recorded)
     strategy = distribute.make_strategy(config.strategy, FLAGS.cpu_replicas)
     source = data_lib.scan(path, max_megapixels=max_megapixels)
     training.steps_per_epoch_of(source.num_images, config.training.batch_size, strategy)  # before any folder

@@ -91,11 +91,10 @@ def _policy(strategy: str, flags: set[str], gpus: list) -> tuple[str, str]:
     return "float32", f"the CPU has neither {' nor '.join(BFLOAT16_FLAGS)}"
 
 
-def choose_threads(config, path: str, log, recorded: dict | None = None) -> tuple[int, int]:
+def choose_threads(config, log, recorded: dict | None = None) -> tuple[int, int]:
     """Sets this process's thread pools for `config` and returns them; call it before TensorFlow
     runs anything. `recorded` is a resumed run's `precision_auto` record, whose pools it keeps
-    (records written before issue 48 name them differently and get the rule's). `path` is
-    not read: the choice needs no images."""
+    (records written before issue 48 name them differently and get the rule's)."""
     threads, why = tuple(choose(config).threads), "bfloat16 at a small batch on 2 cores with AMX"
     if recorded and isinstance(recorded.get("threads"), list) and len(recorded["threads"]) == 2:
         threads, why = tuple(recorded["threads"]), "as this run recorded"
