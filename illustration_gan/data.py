@@ -393,7 +393,8 @@ def _file_images(files: Sequence[str], image_size: int, fit: str) -> tf.data.Dat
     end = tf.data.Dataset.from_tensors((np.int64(len(files)), tf.zeros([image_size, image_size, 3], tf.uint8)))
     checked = images.concatenate(end).map(  # the end marker reveals files gone from the end of the list
         lambda i, image: (tf.ensure_shape(tf.py_function(vanished, [i], tf.int64), []), image))
-    return checked.filter(lambda i, image: i < len(files)).map(lambda i, image: image)
+    count = len(files)
+    return checked.filter(lambda index, _: index < count).map(lambda _, image: image)
 
 
 def _uint8_images(source: ImageSource, image_size: int, fit: str = "crop") -> tf.data.Dataset:
