@@ -176,9 +176,8 @@ class FIDMonitor(Callback):
         self.new_best = scores[self.key] < self.best
         if self.new_best:
             self.best, self.best_epoch = scores[self.key], epoch
-            path = os.path.join(self.run_dir, run_folder.BEST_GENERATOR_FILE)
-            trainer.sampling_generator.save(path + ".tmp.keras")
-            os.replace(path + ".tmp.keras", path)
+            best_path = os.path.join(self.run_dir, run_folder.BEST_GENERATOR_FILE)
+            run_folder.save_model(trainer.sampling_generator, best_path)
         run_folder.append_jsonl(
             os.path.join(self.run_dir, METRIC_FILE),
             {**scores, "epoch": epoch, "step": record["step"], "checkpoint": record.get("checkpoint"),

@@ -209,9 +209,10 @@ def free_space(path: str) -> str:
 
 
 def remove_leftovers(run_dir: str) -> list[str]:
-    """Deletes what a killed run leaves half-written: generator.tmp.keras, *.tmp files, and the
-    checkpoint manager's checkpoint.tmp* and ckpt-N_temp/ (complete checkpoints are kept)."""
-    patterns = ["generator.tmp.keras", "*.tmp", os.path.join("checkpoints", "checkpoint.tmp*"),
+    """Deletes what a killed run leaves half-written: *.tmp.keras generators, *.tmp files, a partial
+    copy of the best checkpoint, and the checkpoint manager's checkpoint.tmp* and ckpt-N_temp/
+    (complete checkpoints are kept)."""
+    patterns = ["*.tmp.keras", "*.tmp", BEST_CHECKPOINT_DIR + ".partial", os.path.join("checkpoints", "checkpoint.tmp*"),
                 os.path.join("checkpoints", "*_temp"), os.path.join("checkpoints", "*_temp_*")]
     removed = []
     for pattern in patterns:
@@ -397,11 +398,17 @@ def write_progress_gif(run_dir: str, path: str | None = None, max_frames: int = 
     return path
 
 
+def save_model(model, path: str) -> None:
+    """`model.save(path)` through a temporary NAME.tmp.keras, so a crash never leaves half a file
+    (`remove_leftovers` deletes the temporary one)."""
+    tmp = path[: -len(".keras")] + ".tmp.keras"
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
 def keep_checkpoint(prefix: str, folder: str) -> str:
     """Copies the checkpoint `prefix` (its .index and data shards) into `folder`, replacing what
     was there, so that a rotating CheckpointManager cannot delete it; returns the new prefix."""
-    import shutil
-
     import tensorflow as tf
 
     tmp = folder + ".partial"

@@ -187,10 +187,7 @@ class SaveGenerator(Callback):
         self.save(trainer)
 
     def save(self, trainer):
-        path = os.path.join(self.out_dir, run_folder.GENERATOR_FILE)
-        tmp = os.path.join(self.out_dir, "generator.tmp.keras")
-        trainer.sampling_generator.save(tmp)
-        os.replace(tmp, path)
+        run_folder.save_model(trainer.sampling_generator, os.path.join(self.out_dir, run_folder.GENERATOR_FILE))
 
 
 class StatsRecord(Callback):

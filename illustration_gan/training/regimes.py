@@ -167,7 +167,7 @@ class UpdateRule:
     def update_d(self, t, real, swap=False, salt=seeds.Z, fake=None, when=None):
         """A D phase and, if the gate (and `when`) allow, D's update; its metrics and fakes."""
         metrics, grads, fake = t.d_phase(real, swap, salt, fake)
-        allowed = self.gate.allows(metrics["d_loss"], t.step) if self.gate else tf.constant(True)
+        allowed = self.allows_d(metrics["d_loss"], t.step)
         allowed = allowed if when is None else when & allowed
         metrics["d_updates"] = tf.cast(tf.cond(allowed, lambda: t.apply_d(grads), _false), tf.float32)
         return metrics, fake
@@ -183,6 +183,10 @@ class UpdateRule:
         if when is None:
             return update()
         return tf.cond(when, update, lambda: {"g_loss": tf.constant(0.0), "g_updates": tf.constant(0.0)})
+
+    def allows_d(self, d_loss, step):
+        """Whether D's update is applied: always, or as the monitored rule's gate decides."""
+        return self.gate.allows(d_loss, step) if self.gate else tf.constant(True)
 
     def predict_z(self, t, metrics) -> dict:
         """IllustrationGAN's z-prediction step, right after D's (`z_prediction`), where the run has one."""
@@ -211,7 +215,7 @@ class Simultaneous(UpdateRule):
 
     def step(self, t, real):
         metrics, d_grads, g_grads = t.both_phases(real)
-        allowed = self.gate.allows(metrics["d_loss"], t.step) if self.gate else tf.constant(True)
+        allowed = self.allows_d(metrics["d_loss"], t.step)
         metrics["d_updates"] = tf.cast(tf.cond(allowed, lambda: t.apply_d(d_grads), _false), tf.float32)
         metrics["g_updates"] = tf.cast(tf.cond(self.g_turn(t.step), lambda: t.apply_g(g_grads), _false), tf.float32)
         self.predict_z(t, metrics)
