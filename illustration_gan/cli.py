@@ -170,7 +170,8 @@ def resolved_config() -> config_lib.Config:
         for name, value in TOY_DEFAULTS.items():
             overrides.setdefault(name, value)
     overrides["path"] = FLAGS.path
-    overrides["precision"] = FLAGS.precision  # "auto" unless given: decided when the run starts (training/precision.py)
+    if FLAGS["precision"].present or "precision" not in config_lib.PRESETS[FLAGS.model].run:
+        overrides["precision"] = FLAGS.precision  # "auto" unless given: decided when the run starts (precision.py)
     return config_lib.resolve(FLAGS.model, overrides)
 
 
@@ -205,7 +206,9 @@ def run_train():
         except (metrics.FIDWeightsNotFound, metrics.FIDWeightsInvalid, metrics.TooFewSamples) as error:
             raise UserError(str(error)) from None
     if not FLAGS.resume:
-        for note in filter(None, (config_lib.batch_note(config), config_lib.decay_note(config))):
+        notes = (config_lib.batch_note(config), config_lib.decay_note(config),
+                 None if FLAGS["precision"].present else config_lib.precision_note(config))
+        for note in filter(None, notes):
             print(note, flush=True)
     path = config.path
     if not path:
@@ -427,7 +430,8 @@ def _flag_help(name: str, shown: dict, width: int = 100) -> str:
 def preset_values(preset: str) -> dict:
     """The config flags' values a run of `preset` trains with on the command line's defaults."""
     values = config_lib.flat(config_lib.resolve(preset, {}))
-    return {name: FLAGS[name].default if name == "precision" else values[name] for name in CONFIG_FLAGS}
+    pinned = "precision" in config_lib.PRESETS[preset].run  # a reproduction's float32; else auto
+    return {name: FLAGS[name].default if name == "precision" and not pinned else values[name] for name in CONFIG_FLAGS}
 
 
 def command_help(command: str, program: str = "illustration-gan", preset: str = DEFAULT_PRESET) -> str:

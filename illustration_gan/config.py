@@ -190,6 +190,11 @@ class Preset(NamedTuple):
     run: dict = {}
 
 
+# Every source trained in float32, and on the toy faces bfloat16 covered fewer modes than float32 on 3 of 3
+# seeds (docs/reproduction.md, "Data, training length and precision"): the reproductions keep the sources'
+# precision unless --precision is given. `fast` and `lightweight` take --precision auto.
+SOURCE_PRECISION = dict(precision="float32")
+
 # Each preset reproduces one source. Defaults not listed come from the dataclasses.
 PRESETS: dict[str, Preset] = {
     # IllustrationGAN (tdrussell/IllustrationGAN model.py, train.py): FC stack + bilinear upsampling G,
@@ -201,18 +206,20 @@ PRESETS: dict[str, Preset] = {
             minibatch_dims=5, z_predictor=True, init="xavier", framework="prettytensor",
         ),
         TrainingConfig(batch_size=32, fresh_g_z=True, epsilon=1e-8),
+        run=SOURCE_PRECISION,
     ),
     # DCGAN (Radford et al. 2015) as in the PyTorch DCGAN tutorial: batch 128, PyTorch's Adam epsilon.
     "dcgan": Preset(
         ModelConfig(architecture="dcgan", z_distribution="normal", framework="pytorch"),
         TrainingConfig(batch_size=128, epsilon=1e-8, flip=False),  # Resize + CenterCrop, no flip
-        run=dict(epochs=100),  # the DCGAN anime-faces source's 100 (its text; the tutorial's 5 were on CelebA)
+        run=dict(epochs=100, **SOURCE_PRECISION),  # the DCGAN anime-faces source's 100 (its text; the tutorial's 5 were on CelebA)
     ),
     # WGAN (Arjovsky et al. 2017) on the tutorial's networks, with the Pokemon GAN's schedule
     # (RMSprop 5e-5, clipping 0.01, G on every third step); pokemon-wgan is that project's own.
     "wgan": Preset(
         ModelConfig(architecture="dcgan", z_distribution="normal", critic=True, framework="pytorch"),
         TrainingConfig(loss="wasserstein", optimizer="rmsprop", g_lr=5e-5, d_lr=5e-5, n_critic=3, clip_weights=0.01),
+        run=SOURCE_PRECISION,
     ),
     # The Pokemon GAN's DCGAN as its notebook ran it (Edouard99/GAN Train.ipynb, gan64.py, training_boosting.py):
     # ngf = ndf = 128 (widest level 1024), nz 16, batch 32, Adam 1.5e-4 / (0.5, 0.999) with PyTorch's
@@ -226,7 +233,7 @@ PRESETS: dict[str, Preset] = {
         TrainingConfig(
             batch_size=32, g_lr=1.5e-4, d_lr=1.5e-4, epsilon=1e-8, label_smoothing=True, balance="boost", flip=False,
         ),  # its data was augmented beforehand; the loader only normalises
-        run=dict(epochs=150),  # Train.ipynb, the "Training" cell
+        run=dict(epochs=150, **SOURCE_PRECISION),  # Train.ipynb, the "Training" cell
     ),
     # The Pokemon GAN's WGAN (training_wgan.py): the same networks with a linear critic, PyTorch's RMSprop 5e-5
     # (alpha 0.99, epsilon 1e-8 added to sqrt(v)), clipping 0.01, G on every third iteration.
@@ -239,7 +246,7 @@ PRESETS: dict[str, Preset] = {
             batch_size=32, loss="wasserstein", optimizer="rmsprop_pytorch", g_lr=5e-5, d_lr=5e-5, epsilon=1e-8,
             rmsprop_rho=0.99, n_critic=3, clip_weights=0.01, flip=False,
         ),
-        run=dict(epochs=150),
+        run=dict(epochs=150, **SOURCE_PRECISION),
     ),
     # The Keras margin GAN (jhayes14/GAN model.py, train.py): dense + nearest-upsampling G to 1024-wide 4x4,
     # 5x5 stride-2 D with dropout and no batch norm, z ~ U(-1, 1), batch 50, Adam 2e-5 / (0.0005, 0.999) /
@@ -252,6 +259,7 @@ PRESETS: dict[str, Preset] = {
         TrainingConfig(
             batch_size=50, g_lr=2e-5, d_lr=2e-5, beta1=0.0005, epsilon=1e-8, balance="margin", flip=False, fit="stretch",
         ),  # cv2.resize to 64x64, no flip
+        run=SOURCE_PRECISION,
     ),
     # Not from a source: what measured best at 20 minutes of a 2-core CPU (docs/experiments.md): the DCGAN
     # at half width with resize-convolutions in G, no batch norm in D, batch 8, Adam 4e-4 for both falling linearly
@@ -288,6 +296,7 @@ PRESETS: dict[str, Preset] = {
     "dense": Preset(
         ModelConfig(architecture="dense", z_distribution="uniform", fc_units=1024),
         TrainingConfig(),
+        run=SOURCE_PRECISION,
     ),
 }
 
@@ -338,6 +347,14 @@ def batch_note(config: Config) -> str | None:
             f"In 20-minute runs on one core of a 2-core CPU, batches of 64 and 256 saw about as many images as "
             f"batch {tuned}, so a seventh and less of its updates, and scored a worse FID "
             f"(docs/experiments.md, \"Batch size at equal minutes\").")
+
+
+def precision_note(config: Config) -> str | None:
+    """The line a reproduction starts with when it keeps its source's float32 (SOURCE_PRECISION)."""
+    if PRESETS[config.preset].run.get("precision") != config.precision:
+        return None
+    return (f"precision {config.precision}, as {config.preset}'s source trained: on the toy faces bfloat16 covered "
+            f"fewer modes on 3 of 3 seeds (docs/reproduction.md); --precision auto trades that for speed.")
 
 
 def decay_note(config: Config) -> str | None:

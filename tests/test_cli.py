@@ -300,6 +300,25 @@ def test_train_help_shows_the_values_of_the_preset_it_names():
     assert "--batch_size=32\n" in by_type.stdout and "--minibatch_kernels=100\n" in by_type.stdout
     for text in (fast.stdout, by_type.stdout):
         assert "README, " not in text  # the sections it once pointed to do not exist
+    assert "--precision=auto\n" in fast.stdout and "--precision=float32\n" in dcgan.stdout  # issue 52 item 12
+
+
+def test_a_reproduction_trains_in_its_sources_float32_and_says_so_unless_told_otherwise(tmp_path, noise_faces):
+    """Issue 52, item 12: every source trained in float32; `fast` keeps --precision auto."""
+    from illustration_gan import config as config_lib
+
+    for model in ("illustration", "dcgan", "wgan", "pokemon", "pokemon-wgan", "keras-margin", "dense"):
+        assert config_lib.resolve(model, {}).precision == "float32", model
+    assert json.loads(console("train", "--dry_run").stdout)["precision"] == "auto"  # fast
+    given = console("train", "--model", "dcgan", "--precision", "mixed_bfloat16", "--dry_run")
+    assert json.loads(given.stdout)["precision"] == "mixed_bfloat16"
+    noise_faces(8)
+    run = console("train", "--model", "dense", "--path", str(tmp_path / "faces"), "--image_size", "32",
+                  "--batch_size", "8", "--epochs", "1", "--run_root", str(tmp_path / "runs"))
+    assert run.returncode == 0, run.stderr
+    assert "precision float32, as dense's source trained" in run.stdout
+    options = json.loads(next((tmp_path / "runs").glob("*/training_options.json")).read_text())
+    assert options["config"]["precision"] == "float32"
 
 
 @pytest.mark.parametrize("command", ["train", "generate"])
