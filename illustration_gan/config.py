@@ -75,9 +75,6 @@ class ModelConfig:
                              "resize-convolutions (nearest 2x + 3x3 conv, against checkerboard artefacts; dcgan and "
                              "fast models).", MODEL, choices=UPSAMPLING)
     framework: str = ""  # layer details as the source's library ran them (docs/reproduction.md); "" = as before issue 52
-    grow_from: int = option(0, "ProGAN's growing resolution: G and D start at this size (8, 16 or 32) and grow to "
-                            "--image_size over the first half of the run, fading each level in (dcgan and fast "
-                            "models; 0 = off).", MODEL, lower=0)
 
     @property
     def levels(self) -> int:
@@ -470,11 +467,6 @@ def validate(config: Config) -> None:
         raise UserError(f"{sorted(fixed & adaptive)} is in both --augment (every image) and --ada_augment (adaptive)")
     if not 0 < t.ada_target < 1:
         raise UserError(f"ada_target is a target for the mean sign of D(x) on reals, in (0, 1); got {t.ada_target}")
-    if m.grow_from and (m.grow_from not in (8, 16, 32) or m.grow_from >= m.image_size):
-        raise UserError(f"grow_from must be 8, 16 or 32 and below --image_size {m.image_size}, got {m.grow_from}")
-    if m.grow_from and (m.architecture != "dcgan" or m.minibatch_place == "first_block" and m.minibatch_kernels):
-        raise UserError("--grow_from grows the dcgan networks (--model dcgan or fast) without the convolutional "
-                        "minibatch layer")
     if config.precision not in PRECISIONS:
         raise UserError(f"precision must be one of {PRECISIONS}, got {config.precision!r}")
     if config.strategy not in STRATEGIES:

@@ -24,21 +24,11 @@ gan64.py line 88); D's output is the tutorial's bias-free 4x4 valid convolution 
 138) as a bias-free dense layer, and a critic's is `nn.Linear(ndf*8*4*4, 1)` (gan64.py lines
 131-135) with PyTorch's default initialisation, weight and bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
 which `weights_init` (lines 45-52: Conv and BatchNorm modules only) leaves as it is.
-With `grow_from` (ProGAN, Karras et al. 2018; the schedule is training/grow.py), G has a 1x1
-"toRGB" convolution (and tanh) at each size from `grow_from` to half the image size, and D a 1x1
-"fromRGB" convolution with LeakyReLU feeding the block that takes that size. At size r, G runs its
-levels up to r, and its image is repeated (nearest) up to the full size; D averages its full-size
-input down to r and enters there, so pooling G's image gives G's r x r image back exactly. While
-level r fades in, both blend it with the level below as ProGAN's networks.py does (`lerp_clip`):
-(1 - alpha) x the level below (G: its image, 2x nearest; D: fromRGB of the 2x-average-pooled input)
-+ alpha x the new level. `set_growth` picks the size (the compiled step is traced again) and alpha
-(a variable, saved with the weights).
 """
 
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 
 from illustration_gan.networks.common import (
     Discriminator,
@@ -53,30 +43,11 @@ from illustration_gan.networks import matmul_grad
 PACKAGE = "illustration_gan"
 
 
-class _Growing:
-    """The size a growing network runs at, and its fade (module docstring); full size when not growing."""
-
-    def _init_growth(self, grow_resolution: int | None, grow_blend: bool):
-        c = self.model_config
-        self.grow_resolution, self.grow_blend = grow_resolution or c.image_size, grow_blend
-        self.grow_sizes = [c.grow_from << i for i in range((c.image_size // c.grow_from).bit_length() - 1)] if c.grow_from else []
-        self.grow_alpha = self.add_weight(shape=(), initializer="ones", trainable=False, name="grow_alpha",
-                                          dtype="float32") if c.grow_from else None
-
-    def set_growth(self, resolution: int, blend: bool, alpha: float):
-        self.grow_resolution, self.grow_blend = resolution, blend
-        self.grow_alpha.assign(alpha)
-
-    def get_config(self):
-        return {**super().get_config(), "grow_resolution": self.grow_resolution, "grow_blend": self.grow_blend}
-
-
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class DCGANGenerator(_Growing, Generator):
-    def __init__(self, config: dict, grow_resolution: int | None = None, grow_blend: bool = False, **kwargs):
+class DCGANGenerator(Generator):
+    def __init__(self, config: dict, **kwargs):
         super().__init__(config, **kwargs)
         c = self.model_config
-        self._init_growth(grow_resolution, grow_blend)
         widths = level_widths(c.g_width, c.levels, coarse_first=True, max_width=c.max_width)
         # A dense projection to 4x4 equals the tutorial's 4x4 transposed conv on a 1x1 input.
         self.project = keras.Sequential(
@@ -91,15 +62,9 @@ class DCGANGenerator(_Growing, Generator):
         blocks = []
         for level, width in enumerate(widths[1:]):
             blocks += [*self._upsample_2x(width, False, 8 << level), batch_norm(), keras.layers.ReLU()]
-        self.block_length = len(blocks) // max(1, len(widths) - 1)  # layers per 2x level below the last
         blocks += self._upsample_2x(3, c.framework != "pytorch", c.image_size)
         blocks.append(keras.layers.Activation("tanh", dtype="float32"))
         self.upsample = keras.Sequential(blocks, name="upsample")
-        self.to_rgb = [keras.Sequential([keras.layers.Conv2D(3, 1, kernel_initializer=weight_init()),
-                                         keras.layers.Activation("tanh", dtype="float32")], name=f"to_rgb_{size}")
-                       for size in self.grow_sizes]
-        for size, to_rgb in zip(self.grow_sizes, self.to_rgb):  # weights now, before any optimizer or checkpoint
-            to_rgb.build((None, size, size, widths[size.bit_length() - 3]))
 
     def _upsample_2x(self, width, use_bias, size):
         if self.model_config.upsampling == "resize":
@@ -111,50 +76,21 @@ class DCGANGenerator(_Growing, Generator):
         return [transpose(width, 4, 2, "same", use_bias=use_bias, kernel_initializer=weight_init())]
 
     def call(self, z, training=False, return_features=False):
-        x = self.project(z, training=training)
-        if self.grow_resolution == self.model_config.image_size and not self.grow_blend:
-            images = self.upsample(x, training=training)
-        else:
-            images = self._grown(x, training)
+        images = self.upsample(self.project(z, training=training), training=training)
         return (images, None) if return_features else images
-
-    def _grown(self, x, training):
-        """The image at grow_resolution (blended with the level below while it fades in), repeated to full size."""
-        size, layers = self.model_config.image_size, self.upsample.layers
-        levels = int(self.grow_resolution).bit_length() - 3  # 2x levels from 4x4 up to grow_resolution
-        for layer in layers[: (levels - 1) * self.block_length]:
-            x = layer(x, training=training)
-        below = x  # the features at grow_resolution / 2
-        if self.grow_resolution == size:
-            for layer in layers[(levels - 1) * self.block_length:]:
-                x = layer(x, training=training)
-            images = x
-        else:
-            for layer in layers[(levels - 1) * self.block_length: levels * self.block_length]:
-                x = layer(x, training=training)
-            images = self.to_rgb[self.grow_sizes.index(self.grow_resolution)](x, training=training)
-        if self.grow_blend:
-            smaller = self.to_rgb[self.grow_sizes.index(self.grow_resolution // 2)](below, training=training)
-            smaller = tf.repeat(tf.repeat(smaller, 2, axis=1), 2, axis=2)
-            images = smaller + (images - smaller) * self.grow_alpha
-        factor = size // self.grow_resolution
-        return tf.repeat(tf.repeat(images, factor, axis=1), factor, axis=2) if factor > 1 else images
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class DCGANDiscriminator(_Growing, Discriminator):
-    def __init__(self, config: dict, grow_resolution: int | None = None, grow_blend: bool = False, **kwargs):
+class DCGANDiscriminator(Discriminator):
+    def __init__(self, config: dict, **kwargs):
         super().__init__(config, **kwargs)
         c = self.model_config
-        self._init_growth(grow_resolution, grow_blend)
         batch_normalised = c.d_norm == "batch" and not c.spectral_norm
         # Without batch norm the convolutions get biases; spectral norm keeps the tutorial's bias-free ones.
         use_bias = c.d_norm == "none" and not c.spectral_norm
         layers = []
         widths = level_widths(c.d_width, c.levels, coarse_first=False, max_width=c.max_width)
-        self.block_starts = []
         for i, width in enumerate(widths):
-            self.block_starts.append(len(layers))
             conv = keras.layers.Conv2D if c.image_size >> i > matmul_grad.MATMUL_GRAD_MAX_MAP else matmul_grad.Conv2D
             conv = SpectralNormConv2D if c.spectral_norm else conv
             layers.append(conv(width, 4, 2, "same", use_bias=use_bias, kernel_initializer=weight_init()))
@@ -164,48 +100,13 @@ class DCGANDiscriminator(_Growing, Discriminator):
             if i == 0 and c.minibatch_kernels > 0 and c.minibatch_place == "first_block":
                 # Edouard99/GAN Models/gan64.py line 118 (at 06d4eb2): after the first block, on its 32x32 map at 64 px.
                 layers.append(MinibatchDiscrimination2D(c.minibatch_kernels, c.minibatch_dims))
-        self.block_starts.append(len(layers))
         self.body = keras.Sequential(layers, name="body")
-        # fromRGB at size r feeds the block that takes r: the output width of the block before it.
-        self.from_rgb = [keras.Sequential([keras.layers.Conv2D(widths[(c.image_size // size).bit_length() - 2], 1,
-                                                               kernel_initializer=weight_init()),
-                                           keras.layers.LeakyReLU(0.2)], name=f"from_rgb_{size}")
-                         for size in self.grow_sizes]
-        for size, from_rgb in zip(self.grow_sizes, self.from_rgb):
-            from_rgb.build((None, size, size, 3))
         self._make_head(_pytorch_head(c, 4 * 4 * widths[-1]) if c.framework == "pytorch" else None)
 
     def call(self, images, training=False):
-        if self.grow_resolution == self.model_config.image_size and not self.grow_blend:
-            features = self.body(images, training=training)
-        else:
-            features = self._grown(images, training)
-        flat = self.flatten(features)
+        flat = self.flatten(self.body(images, training=training))
         # The tutorial's final 4x4 valid convolution is this dense layer on the flattened 4x4 map.
         return self._score(flat, self._minibatch_features(flat))
-
-
-    def _enter(self, images, size: int, training):
-        """(features entering the block that takes `size`, that block's index): `images` at full size."""
-        factor = self.model_config.image_size // size
-        if factor == 1:
-            return images, 0
-        pooled = tf.nn.avg_pool2d(images, factor, factor, "VALID")
-        return self.from_rgb[self.grow_sizes.index(size)](pooled, training=training), factor.bit_length() - 1
-
-    def _blocks(self, x, first: int, last: int, training):
-        for layer in self.body.layers[self.block_starts[first]: self.block_starts[last]]:
-            x = layer(x, training=training)
-        return x
-
-    def _grown(self, images, training):
-        """D entered at grow_resolution (blended with the level below while it fades in)."""
-        x, block = self._enter(images, self.grow_resolution, training)
-        if self.grow_blend:
-            x = self._blocks(x, block, block + 1, training)
-            smaller, block = self._enter(images, self.grow_resolution // 2, training)
-            x = smaller + (x - smaller) * tf.cast(self.grow_alpha, x.dtype)
-        return self._blocks(x, block, len(self.block_starts) - 1, training)
 
 
 def _pytorch_head(c, features: int):

@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from illustration_gan import data, run_folder
-from illustration_gan.training import grow, seeds
+from illustration_gan.training import seeds
 
 
 class Callback:
@@ -86,13 +86,6 @@ def learning_rate_scale(progress: float, decay_fraction: float) -> float:
     return float(np.clip((1.0 - progress) / decay_fraction, 0.0, 1.0))
 
 
-def run_progress(step: int, total_steps: int, max_minutes: float, deadline: float) -> float:
-    """The share of the run done: by steps, or by wall time under --max_minutes, whichever is further
-    (the time left is that of the whole run, earlier parts counted)."""
-    by_time = 1.0 - (deadline - time.time()) / (max_minutes * 60) if max_minutes > 0 else 0.0
-    return max(step / total_steps, by_time)
-
-
 class LearningRateDecay(Callback):
     """Sets both learning rates before each call of the step from the share of the run done: by
     steps, or by wall time under --max_minutes, whichever is further (the time left is that of the
@@ -105,27 +98,13 @@ class LearningRateDecay(Callback):
         self.trainer = trainer  # its rate_factor: CollapseGuard lowers it
 
     def on_steps_begin(self, step):
-        scale = learning_rate_scale(run_progress(step, self.total_steps, self.max_minutes, self.deadline), self.decay)
+        by_time = 1.0 - (self.deadline - time.time()) / (self.max_minutes * 60) if self.max_minutes > 0 else 0.0
+        scale = learning_rate_scale(max(step / self.total_steps, by_time), self.decay)
         for variable, base in self.rates:
             variable.assign(base * scale * self.trainer.rate_factor)
 
     def on_epoch_end(self, trainer, epoch, record):
         record["g_lr"] = float(trainer.g_optimizer.learning_rate.numpy())
-
-
-class Grow(Callback):
-    """Sets the networks' resolution and fade before each call of the step (training/grow.py)."""
-
-    def __init__(self, trainer, total_steps: int, max_minutes: float, deadline: float):
-        self.trainer, self.total_steps, self.max_minutes, self.deadline = trainer, total_steps, max_minutes, deadline
-        self.start, self.final = trainer.config.model.grow_from, trainer.config.model.image_size
-
-    def on_steps_begin(self, step):
-        progress = run_progress(step, self.total_steps, self.max_minutes, self.deadline)
-        self.trainer.set_growth(*grow.stage(progress, self.start, self.final))
-
-    def on_epoch_end(self, trainer, epoch, record):
-        record["resolution"], record["alpha"] = trainer.growth
 
 
 def diversity(images) -> float:
@@ -322,8 +301,6 @@ def default_callbacks(trainer, run_dir: str, out_dir: str, chief: bool, log: Log
     callbacks: list[Callback] = []
     if config.training.lr_decay > 0:
         callbacks.append(LearningRateDecay(trainer, config.epochs * steps_per_epoch, config.max_minutes, deadline))
-    if config.model.grow_from:
-        callbacks.append(Grow(trainer, config.epochs * steps_per_epoch, config.max_minutes, deadline))
     callbacks.append(CollapseGuard(trainer, log))  # first: what the epoch writes is the rolled-back generator
     grid = SampleGrid(run_dir, trainer.generator, config.grid_size)
     if chief:

@@ -36,13 +36,6 @@ from illustration_gan.training.optimizers import make_optimizer
 from illustration_gan.training.z_prediction import ZPrediction
 
 
-def gradients(tape, target, variables) -> list:
-    """tape.gradient, with zeros for the variables `target` does not reach: a growing network's levels
-    not in use at this stage (training/grow.py)."""
-    grads = tape.gradient(target, variables)
-    return [tf.zeros(v.shape, v.dtype) if g is None else g for g, v in zip(grads, variables, strict=True)]
-
-
 class GANTrainer:
     """Networks, optimizers, counters, the compiled `train_step` and the checkpoint of one run."""
 
@@ -87,22 +80,6 @@ class GANTrainer:
         self.checkpoint = tf.train.Checkpoint(**parts, trained_seconds=self.trained_seconds)
         self.train_step = tf.function(self._train_step)
         self.train_steps = tf.function(self._train_steps)
-
-    def set_growth(self, resolution: int, alpha: float):
-        """The networks' size and fade while they grow (training/grow.py). The level below is blended in from
-        the first fade on, until the full size stands alone; a new size or blend traces the step again."""
-        blend = resolution > self.config.model.grow_from and (resolution < self.config.model.image_size or alpha < 1)
-        networks = [self.generator, self.discriminator, *([self.ema.generator] if self.ema else [])]
-        if (resolution, blend) != (self.generator.grow_resolution, self.generator.grow_blend):
-            self.train_step = tf.function(self._train_step)
-            self.train_steps = tf.function(self._train_steps)
-        for network in networks:
-            network.set_growth(resolution, blend, alpha)
-
-    @property
-    def growth(self) -> tuple[int, float]:
-        """(resolution, alpha) of growing networks (training/grow.py)."""
-        return self.generator.grow_resolution, float(self.generator.grow_alpha.numpy())
 
     @property
     def sampling_generator(self):
@@ -159,7 +136,7 @@ class GANTrainer:
             with tf.GradientTape() as tape:
                 metrics, total = self._d_losses(real, fake, swap, replica)
                 scaled = _scaled(self.d_optimizer, total)
-            grads = gradients(tape, scaled, self.discriminator.trainable_variables)
+            grads = tape.gradient(scaled, self.discriminator.trainable_variables)
             context = tf.distribute.get_replica_context()
             return context.all_reduce(tf.distribute.ReduceOp.SUM, (metrics, grads)), tf.stop_gradient(fake)
 
@@ -187,7 +164,7 @@ class GANTrainer:
                 fake = self.generator(self.generator.sample_latents(self.local_batch, self.seed(salt, replica)),
                                       training=True)
                 g_loss, scaled = self._g_loss(fake, replica)
-            grads = gradients(tape, scaled, self.generator.trainable_variables)
+            grads = tape.gradient(scaled, self.generator.trainable_variables)
             return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, (g_loss, grads))
 
         return first_copy(self.strategy, self.strategy.run(replica_fn))
@@ -207,7 +184,7 @@ class GANTrainer:
             with tape.stop_recording():
                 metrics = update_d(tf.stop_gradient(fake))
             g_loss, scaled = self._g_loss(fake, 0)
-        self.apply_g(gradients(tape, scaled, self.generator.trainable_variables))
+        self.apply_g(tape.gradient(scaled, self.generator.trainable_variables))
         metrics.update(g_loss=g_loss, g_updates=tf.constant(1.0), g_measured=tf.constant(1.0))
         return metrics, tf.stop_gradient(fake)
 
@@ -223,8 +200,8 @@ class GANTrainer:
                 fake_scores = metrics.pop("fake_scores")
                 metrics["g_loss"] = self.average(self.objective.generator_loss(fake_scores))
                 d_scaled, g_scaled = _scaled(self.d_optimizer, d_total), _scaled(self.g_optimizer, metrics["g_loss"])
-            d_grads = gradients(tape, d_scaled, self.discriminator.trainable_variables)
-            g_grads = gradients(tape, g_scaled, self.generator.trainable_variables)
+            d_grads = tape.gradient(d_scaled, self.discriminator.trainable_variables)
+            g_grads = tape.gradient(g_scaled, self.generator.trainable_variables)
             del tape
             context = tf.distribute.get_replica_context()  # one packed all-reduce per step
             return context.all_reduce(tf.distribute.ReduceOp.SUM, (metrics, d_grads, g_grads))
