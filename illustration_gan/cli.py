@@ -170,7 +170,7 @@ def resolved_config() -> config_lib.Config:
         for name, value in TOY_DEFAULTS.items():
             overrides.setdefault(name, value)
     overrides["path"] = FLAGS.path
-    if FLAGS["precision"].present or "precision" not in config_lib.PRESETS[FLAGS.model].run:
+    if FLAGS["precision"].present or config_lib.source_precision(FLAGS.model) is None:
         overrides["precision"] = FLAGS.precision  # "auto" unless given: decided when the run starts (precision.py)
     return config_lib.resolve(FLAGS.model, overrides)
 
@@ -430,8 +430,8 @@ def _flag_help(name: str, shown: dict, width: int = 100) -> str:
 def preset_values(preset: str) -> dict:
     """The config flags' values a run of `preset` trains with on the command line's defaults."""
     values = config_lib.flat(config_lib.resolve(preset, {}))
-    pinned = "precision" in config_lib.PRESETS[preset].run  # a reproduction's float32; else auto
-    return {name: FLAGS[name].default if name == "precision" and not pinned else values[name] for name in CONFIG_FLAGS}
+    auto = config_lib.source_precision(preset) is None  # a reproduction shows its source's float32
+    return {name: FLAGS[name].default if name == "precision" and auto else values[name] for name in CONFIG_FLAGS}
 
 
 def command_help(command: str, program: str = "illustration-gan", preset: str = DEFAULT_PRESET) -> str:

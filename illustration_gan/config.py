@@ -349,9 +349,14 @@ def batch_note(config: Config) -> str | None:
             f"(docs/experiments.md, \"Batch size at equal minutes\").")
 
 
+def source_precision(preset: str) -> str | None:
+    """The precision `preset` keeps unless --precision is given (SOURCE_PRECISION), or None: auto."""
+    return PRESETS[preset].run.get("precision")
+
+
 def precision_note(config: Config) -> str | None:
     """The line a reproduction starts with when it keeps its source's float32 (SOURCE_PRECISION)."""
-    if PRESETS[config.preset].run.get("precision") != config.precision:
+    if source_precision(config.preset) != config.precision:
         return None
     return (f"precision {config.precision}, as {config.preset}'s source trained: on the toy faces bfloat16 covered "
             f"fewer modes on 3 of 3 seeds (docs/reproduction.md); --precision auto trades that for speed.")

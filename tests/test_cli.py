@@ -308,7 +308,9 @@ def test_a_reproduction_trains_in_its_sources_float32_and_says_so_unless_told_ot
     from illustration_gan import config as config_lib
 
     for model in ("illustration", "dcgan", "wgan", "pokemon", "pokemon-wgan", "keras-margin", "dense"):
-        assert config_lib.resolve(model, {}).precision == "float32", model
+        assert "precision float32" in config_lib.precision_note(config_lib.resolve(model, {})), model
+    for model in ("fast", "lightweight"):  # no note: their precision is auto's choice, not a source's
+        assert config_lib.precision_note(config_lib.resolve(model, {"image_size": 64})) is None, model
     assert json.loads(console("train", "--dry_run").stdout)["precision"] == "auto"  # fast
     given = console("train", "--model", "dcgan", "--precision", "mixed_bfloat16", "--dry_run")
     assert json.loads(given.stdout)["precision"] == "mixed_bfloat16"
