@@ -3,6 +3,10 @@
   python -m experiments.paired_budget --minutes 20 --seeds 0,1,2 --model fast \
       --a "--update_order alternating" --b "--update_order simultaneous"
 
+With --epochs N in place of a budget of minutes, both recipes train N epochs however long
+that takes (a budget counted in updates does not depend on the machine), e.g. the command
+users type first: --epochs 50 --a "--batch_size 64" --b "--batch_size 64 --g_lr ...".
+
 For each seed, recipe A trains pinned to core 0 and recipe B to core 1 at the same
 time (`taskset`), so both see the same machine, the same memory traffic and the same
 minutes; then both runs are evaluated one after the other with every core
@@ -30,10 +34,11 @@ FACES = ROOT.parent / "shared" / "data" / "anime_faces"
 WEIGHTS = ROOT.parent / "shared" / "data" / "fid_inception_v3_2015-12-05.npz"
 
 
-def train(core: int, run_dir: Path, minutes: float, seed: int, flags: list[str]) -> subprocess.Popen:
+def train(core: int, run_dir: Path, minutes: float, epochs: int | None, seed: int,
+          flags: list[str]) -> subprocess.Popen:
+    budget = ["--epochs", str(epochs)] if epochs else ["--epochs", "100000", "--max_minutes", str(minutes)]
     command = ["taskset", "-c", str(core), sys.executable, "train.py", "--TYPE", "train", "--path", str(FACES),
-               "--image_size", "64", "--epochs", "100000", "--max_minutes", str(minutes), "--run_dir", str(run_dir),
-               "--seed", str(seed), *flags]
+               "--image_size", "64", *budget, "--run_dir", str(run_dir), "--seed", str(seed), *flags]
     print("+", " ".join(command), flush=True)
     log = open(str(run_dir) + ".log", "w")
     return subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
@@ -55,6 +60,7 @@ def evaluate(run_dir: Path, num_samples: int) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=20)
+    parser.add_argument("--epochs", type=int, default=None, help="train this many epochs instead of --minutes")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--a", required=True, help="train.py flags of recipe A (core 0)")
     parser.add_argument("--b", required=True, help="train.py flags of recipe B (core 1)")
@@ -67,7 +73,7 @@ def main() -> int:
     rows = []
     for seed in (int(s) for s in args.seeds.split(",")):
         dirs = {name: root / f"seed{seed}-{name}" for name in recipes}
-        processes = [train(core, dirs[name], args.minutes, seed, common + flags)
+        processes = [train(core, dirs[name], args.minutes, args.epochs, seed, common + flags)
                      for core, (name, flags) in enumerate(recipes.items())]
         if any(p.wait() != 0 for p in processes):
             print(f"a training run of seed {seed} failed; see {root}/*.log", file=sys.stderr)
