@@ -12,7 +12,8 @@ both), then classifies --num_samples faces of each run's generator.keras with th
 toy-face attribute classifier (`illustration_gan.metrics.coverage`) and prints a markdown
 table: modes covered of 48, coverage, modes with >= 10% of their expected share, and
 KL(generated || uniform) in nats (stacked-MNIST protocol; 0 is perfect, log 48 = 3.87
-is one face). A row for the toy faces themselves shows the metric's floor.
+is one face), and the rarest attribute value (a hair colour, eye colour or hair style) with
+its share of the samples over its share of the toy faces. A row for the toy faces themselves shows the metric's floor.
 
     python bench/mode_coverage.py [--minutes 8] [--seeds 0] [--out runs/mode_coverage/DATE]
     python bench/mode_coverage.py --epochs 20                  # the same number of images for both
@@ -163,13 +164,14 @@ def main() -> None:
           f"(one face: log 48 = {math.log(48):.2f}; a perfect generator ~{47 / (2 * args.num_samples):.3f} from sampling).")
     print()
     print("| configuration | seed | generator | images seen | modes covered /48 | coverage | modes >=10% /48 | KL "
-          "| KL hair / eyes / style | confidence |")
-    print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |")
+          "| KL hair / eyes / style | rarest value (share / expected) | confidence |")
+    print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: |")
     for label, seed, r in results:
         seen = f"{r['images_seen']:,}" if r.get("images_seen") else "-"
         print(f"| {label} | {seed} | {r['generator']} | {seen} | {r['modes_covered']} | {r['coverage']:.1%} | "
               f"{r['modes_covered_strict']} | {r['kl_to_uniform']:.3f} | "
-              f"{r['kl_hair']:.3f} / {r['kl_eyes']:.3f} / {r['kl_style']:.3f} | {r['mean_confidence']:.2f} |")
+              f"{r['kl_hair']:.3f} / {r['kl_eyes']:.3f} / {r['kl_style']:.3f} | {r['rarest_value']} | "
+              f"{r['mean_confidence']:.2f} |")
     if not args.run_dirs:
         summary = Path(rows[0][2]).parent.parent / "mode_coverage.json" if rows else None
         if summary:

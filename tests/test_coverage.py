@@ -101,6 +101,12 @@ def test_scores_of_hand_made_indices():
     assert s["kl_hair"] == pytest.approx(math.log(6), abs=1e-8)
     assert s["kl_eyes"] == pytest.approx(0.0, abs=1e-8)
     assert s["kl_style"] == pytest.approx(math.log(2), abs=1e-8)
+    # Per value, its share over the expected share: black hair 6x, the other colours never drawn.
+    assert s["share_hair"]["black"] == pytest.approx(6.0) and sum(s["share_hair"].values()) == pytest.approx(6.0)
+    assert s["share_style"] == {"short": pytest.approx(2.0), "long": 0.0}
+    assert s["share_eyes"] == {name: pytest.approx(1.0) for name in toy_faces.ATTRIBUTES["eyes"]}
+    assert s["rarest_value"].endswith(" 0.00") and not s["rarest_value"].startswith("eyes")
+    assert uniform["rarest_value"].endswith(" 1.00")
 
     with pytest.raises(ValueError):
         coverage.coverage_scores([48])

@@ -287,6 +287,9 @@ def coverage_scores(combination_indices, num_combinations: int = NUM_COMBINATION
       often; log K = all samples in one mode); see `kl_to_uniform` for the smoothing.
     - `kl_hair`, `kl_eyes`, `kl_style`: the same for each attribute's marginal
       (only when K is the 48 toy-face combinations).
+    - `share_hair`, `share_eyes`, `share_style`: each value's share of the samples over its
+      expected share, by value name (1 = as often as in the toy faces, 0 = never drawn), and
+      `rarest_value`: the attribute value with the lowest of these, as "hair=black 0.41".
     - `counts`: samples per combination; `top_share`: the largest mode's share.
     """
     idx = np.asarray(combination_indices, np.int64).ravel()
@@ -309,9 +312,16 @@ def coverage_scores(combination_indices, num_combinations: int = NUM_COMBINATION
     }
     if num_combinations == NUM_COMBINATIONS:
         per_combo = counts.reshape(SIZES)
+        rarest = (float("inf"), "")
         for axis, head in enumerate(HEADS):
             other = tuple(a for a in range(3) if a != axis)
-            scores[f"kl_{head}"] = kl_to_uniform(per_combo.sum(axis=other))
+            marginal = per_combo.sum(axis=other)
+            scores[f"kl_{head}"] = kl_to_uniform(marginal)
+            ratios = marginal * len(marginal) / n if n else np.zeros(len(marginal))
+            scores[f"share_{head}"] = {name: float(r) for name, r in zip(toy_faces.ATTRIBUTES[head], ratios)}
+            low = int(np.argmin(ratios))
+            rarest = min(rarest, (float(ratios[low]), f"{head}={toy_faces.ATTRIBUTES[head][low]}"))
+        scores["rarest_value"] = f"{rarest[1]} {rarest[0]:.2f}"
     scores["counts"] = counts.tolist()
     return scores
 
