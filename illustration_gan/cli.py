@@ -99,8 +99,9 @@ flags.DEFINE_integer("num_samples", 5000, "Generated images per evaluation (part
 flags.DEFINE_integer("num_real", 5000, "Real images per evaluation (at most).", lower_bound=2)
 flags.DEFINE_string("fid_weights", "", "FID Inception weights (.npz); default: $ILLUSTRATION_GAN_FID_WEIGHTS, then "
                     "~/.cache/illustration_gan/fid_inception_v3_2015-12-05.npz (docs/evaluation.md).")
-flags.DEFINE_integer("fid_every", 0, "train: evaluate FID every N epochs and keep generator-best.keras; 0 = off.",
-                     lower_bound=0)
+flags.DEFINE_integer("fid_every", -1, "train: evaluate FID every N epochs and keep generator-best.keras; -1 = "
+                     "watch by KID on 1,000 samples within 5% of the run's time when the FID weights are found; "
+                     "0 = off.", lower_bound=-1)
 # Serve
 flags.DEFINE_string("host", "127.0.0.1", "serve: address to listen on (anything but loopback is reachable by "
                     "others).")
@@ -151,9 +152,28 @@ HELP_GROUPS = {
 ENVIRONMENT = {
     "ILLUSTRATION_GAN_FID_WEIGHTS": "the FID Inception weights file (when --fid_weights is not given)",
     "ILLUSTRATION_GAN_CACHE": "the cache root (toy faces, real-image features); default ~/.cache/illustration_gan",
+    "ILLUSTRATION_GAN_WATCH_SHARE": "the share of a run's time the default watch (--fid_every -1) may take; "
+                                    "default 0.05",
     "ILLUSTRATION_GAN_KEEP_WORKER_FILES": "=1: multiworker training keeps non-chief workers' scratch checkpoints "
                                           "(run_dir/.workerN-scratch) for inspection",
 }
+
+def _default_watch():
+    """The FIDMonitor factory of the default watch (`--fid_every -1`), or None with one line saying why not."""
+    from illustration_gan import evaluation, metrics
+
+    try:
+        weights = metrics.check_fid_weights(FLAGS.fid_weights or None)
+        share = evaluation.watch_share()
+    except (metrics.FIDWeightsNotFound, metrics.FIDWeightsInvalid) as error:
+        print(f"watch: off ({str(error).splitlines()[0]}); --fid_weights turns it on", flush=True)
+        return None
+    samples = FLAGS.num_samples if FLAGS["num_samples"].present else evaluation.WATCH_SAMPLES
+    print(f"watch: {evaluation.WATCH_METRIC.upper()} on {samples:,} samples at epoch ends, within {share:.0%} of "
+          f"the run's time; the best generator is kept as generator-best.keras (--fid_every 0: off)", flush=True)
+    return lambda run_dir, path: evaluation.FIDMonitor(
+        run_dir, path, None, samples, FLAGS.num_real, weights, metric=evaluation.WATCH_METRIC, share=share)
+
 
 TOY_DEFAULTS = {"image_size": 32, "epochs": 10}  # the first-run default: minutes on a laptop CPU
 TOY_COUNT = 4096  # procedural toy faces when --path is empty
@@ -197,7 +217,10 @@ def run_train():
     if FLAGS.dry_run:
         print(config_lib.dumps(config))
         return 0
-    if FLAGS.fid_every:  # a missing or broken weight file is refused here, before any folder or timing
+    watch = None
+    if FLAGS.fid_every < 0:  # the default watch: on when the weights are found, said in one line either way
+        watch = _default_watch()
+    elif FLAGS.fid_every:  # a missing or broken weight file is refused here, before any folder or timing
         from illustration_gan import metrics
 
         try:
@@ -233,11 +256,13 @@ def run_train():
     print(f"run folder: {run_dir}  ({source.num_images} images, {len(source.skipped)} skipped; "
           f"{strategy.num_replicas_in_sync} replica(s))", flush=True)
     callbacks = []
-    if FLAGS.fid_every:
+    if FLAGS.fid_every > 0:
         from illustration_gan import evaluation
 
         callbacks.append(evaluation.FIDMonitor(run_dir, path, FLAGS.fid_every, FLAGS.num_samples, FLAGS.num_real,
                                                FLAGS.fid_weights or None))
+    elif watch:
+        callbacks.append(watch(run_dir, path))
     keep_worker_files = os.environ.get("ILLUSTRATION_GAN_KEEP_WORKER_FILES", "") == "1"
     try:
         training.train(config, source, run_dir, strategy, resume=bool(FLAGS.resume), callbacks=callbacks,

@@ -6,9 +6,10 @@
   e.g. two disjoint halves of a dataset: the floor no model can beat at that count.
 - `nearest_picture`: IllustrationGAN's overfitting check as a picture: generated
   faces on top, their nearest training images (pixel MSE, or Inception features) below.
-- `FIDMonitor`: a training callback that evaluates every N epochs and keeps the
-  generator with the best FID as `generator-best.keras` beside the newest, and
-  its checkpoint in `checkpoints-best/`.
+- `FIDMonitor`: a training callback that evaluates every N epochs, or by default
+  within a share of the run's time (KID on 1,000 samples), and keeps the generator
+  with the best score as `generator-best.keras` beside the newest, and its
+  checkpoint in `checkpoints-best/`.
 """
 
 from __future__ import annotations
@@ -58,6 +59,11 @@ def _real_features(path: str, image_size: int, num_real: int, extractor, cache_d
 
 def evaluate_sampler(sampler, path: str, num_samples: int, num_real: int, extractor, cache_dir=None, seed=0) -> dict:
     real = _real_features(path, sampler.image_size, num_real, extractor, cache_dir)
+    return score_sampler(sampler, real, num_samples, extractor, seed)
+
+
+def score_sampler(sampler, real: np.ndarray, num_samples: int, extractor, seed=0) -> dict:
+    """FID, KID, precision and recall of `num_samples` images of `sampler` against features `real`."""
     _check_counts(len(real), num_samples)
     fake = metrics.generated_features(sampler.sample_uint8, num_samples, extractor, seed=seed)
     return {**metrics.compute_all(real, fake), "num_real": len(real)}
@@ -147,31 +153,73 @@ def nearest_picture(
     return output
 
 
-class FIDMonitor(Callback):
-    """FID every `every` epochs into stats.jsonl and metric-fid.jsonl; the generator with the
-    lowest FID so far is kept as generator-best.keras and its epoch's checkpoint in
-    checkpoints-best/ (`--TYPE generate --best`, `serve --best`); the run ends with a line
-    naming the best epoch."""
+# The watch a training run keeps without being asked (`--fid_every -1`, the default): KID on 1,000
+# samples, at most 5% of the run's time. Chosen by experiments/cheap_signal.py (docs/experiments.md,
+# "A cheap signal for long runs"); ILLUSTRATION_GAN_WATCH_SHARE sets the share.
+WATCH_METRIC = "kid"
+WATCH_SAMPLES = 1000
+WATCH_SHARE = 0.05
+WATCH_SHARE_ENV = "ILLUSTRATION_GAN_WATCH_SHARE"
+FIRST_COST_GUESS = 30.0  # seconds one watch evaluation takes before one was timed (1,000 samples, 2-core CPU)
 
-    def __init__(self, run_dir: str, path: str, every: int, num_samples: int, num_real: int,
-                 fid_weights: str | None = None, cache_dir: str | None = None):
-        self.run_dir, self.path, self.every = run_dir, path, every
+
+def watch_share() -> float:
+    """The share of a run's time the default watch may take: $ILLUSTRATION_GAN_WATCH_SHARE or WATCH_SHARE."""
+    text = os.environ.get(WATCH_SHARE_ENV, "")
+    try:
+        share = float(text) if text else WATCH_SHARE
+    except ValueError:
+        share = -1.0
+    if not 0 < share <= 1:
+        raise UserError(f"{WATCH_SHARE_ENV}={text} is not a share of the run's time in (0, 1]")
+    return share
+
+
+class FIDMonitor(Callback):
+    """A score of the sampling generator into stats.jsonl and metric-fid.jsonl: every `every`
+    epochs (`--fid_every N`), or, with `share` and no `every`, at the first epoch end after which
+    evaluating again keeps all evaluations within `share` of the run's time (the default watch).
+    The generator with the lowest score so far is kept as generator-best.keras and its epoch's
+    checkpoint in checkpoints-best/ (`--TYPE generate --best`, `serve --best`); the run ends with
+    a line naming the best epoch. `metric` ("fid" or "kid") is the score that picks the best."""
+
+    def __init__(self, run_dir: str, path: str, every: int | None, num_samples: int, num_real: int,
+                 fid_weights: str | None = None, cache_dir: str | None = None, metric: str = "fid",
+                 share: float | None = None):
+        self.run_dir, self.path, self.every, self.share = run_dir, path, every, share
         self.num_samples, self.num_real = num_samples, num_real
-        self.extractor = _extractor(fid_weights)  # fails before training starts, not after an hour
-        self.cache_dir = cache_dir
-        self.key = f"fid{metrics.count_label(num_samples)}"
+        self.fid_weights, self.cache_dir, self.real = fid_weights, cache_dir, None
+        # An explicit --fid_every fails before training starts, not after an hour; the watch builds
+        # Inception at its first evaluation, which a short run never reaches.
+        self.extractor = _extractor(fid_weights) if every else None
+        self.key = f"{metric}{metrics.count_label(num_samples)}"
         previous = [r for r in run_folder.read_jsonl(os.path.join(run_dir, METRIC_FILE)) if self.key in r]
         best = min(previous, key=lambda r: r[self.key], default={})
         self.best, self.best_epoch = best.get(self.key, float("inf")), best.get("epoch")
         self.new_best = False
+        self.cost, self.since = FIRST_COST_GUESS, time.time()
+
+    def on_train_begin(self, trainer) -> None:
+        self.since = time.time()
+
+    def due(self, epoch: int) -> bool:
+        if self.every:
+            return epoch % self.every == 0
+        return time.time() - self.since >= self.cost * (1 - self.share) / self.share
 
     def on_epoch_end(self, trainer, epoch: int, record: dict) -> None:
         self.new_best = False
-        if epoch % self.every:
+        if not self.due(epoch):
             return
+        if self.extractor is None:
+            self.extractor = _extractor(self.fid_weights)
         sampler = generate.Sampler(trainer.sampling_generator)
+        if self.real is None:  # read (or computed and cached) once: not part of an evaluation's cost
+            self.real = _real_features(self.path, sampler.image_size, self.num_real, self.extractor, self.cache_dir)
         started = time.time()
-        scores = evaluate_sampler(sampler, self.path, self.num_samples, self.num_real, self.extractor, self.cache_dir)
+        scores = score_sampler(sampler, self.real, self.num_samples, self.extractor)
+        self.since = time.time()
+        self.cost = self.since - started
         record.update(scores)
         self.new_best = scores[self.key] < self.best
         if self.new_best:
@@ -181,11 +229,11 @@ class FIDMonitor(Callback):
         run_folder.append_jsonl(
             os.path.join(self.run_dir, METRIC_FILE),
             {**scores, "epoch": epoch, "step": record["step"], "checkpoint": record.get("checkpoint"),
-             "best": self.new_best, "num_samples": self.num_samples, "seconds": time.time() - started,
+             "best": self.new_best, "num_samples": self.num_samples, "seconds": self.cost,
              "wall_time": time.time()},
         )
         note = f"  (best so far: saved {run_folder.BEST_GENERATOR_FILE})" if self.new_best else ""
-        print(f"  {self.key} {scores[self.key]:.2f}{note}", flush=True)
+        print(f"  {self.key} {scores[self.key]:.{4 if self.key.startswith('kid') else 2}f}{note}", flush=True)
 
     def on_checkpoint(self, trainer, epoch: int, prefix: str) -> None:
         if self.new_best:
@@ -193,6 +241,7 @@ class FIDMonitor(Callback):
 
     def on_train_end(self, trainer) -> None:
         if self.best_epoch is not None:
-            print(f"best {self.key} {self.best:.2f} at epoch {self.best_epoch}: "
+            print(f"best {self.key} {self.best:.{4 if self.key.startswith('kid') else 2}f} at epoch "
+                  f"{self.best_epoch}: "
                   f"{os.path.join(self.run_dir, run_folder.BEST_GENERATOR_FILE)} (--best with generate and serve)",
                   flush=True)

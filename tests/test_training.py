@@ -335,6 +335,41 @@ def test_fid_every_keeps_the_best_generator_and_its_checkpoint_and_generate_and_
     assert all(np.array_equal(a, b) for a, b in zip(best_model.get_weights(), saved.get_weights()))
 
 
+def test_the_default_watch_scores_kid_keeps_the_best_and_says_when_it_is_off(real_faces, tmp_path):
+    """Issue 51 item 1: without --fid_every a run is watched when the FID weights are found (KID at
+    epoch ends within ILLUSTRATION_GAN_WATCH_SHARE of its time; 1 = every epoch), keeps its best
+    and names it; without weights it says in one line that it is not watched; --fid_every 0 is off;
+    a share that is not one is refused in one line."""
+    weights = require_shared("fid_inception_v3_2015-12-05.npz")
+    common = ["--TYPE", "train", "--path", str(real_faces), "--epochs", "2", *SMALL, "--num_samples", "32",
+              "--num_real", "64"]
+    env = {**os.environ, "ILLUSTRATION_GAN_WATCH_SHARE": "1", "ILLUSTRATION_GAN_FID_WEIGHTS": str(weights)}
+    runs = {name: tmp_path / name for name in ("watched", "off", "missing", "bad_share")}
+    envs = {"watched": env, "off": env, "missing": {**env, "ILLUSTRATION_GAN_FID_WEIGHTS": str(tmp_path / "no.npz")},
+            "bad_share": {**env, "ILLUSTRATION_GAN_WATCH_SHARE": "5%"}}
+    processes = {name: subprocess.Popen(train_py([*common, "--run_dir", str(run)] + (["--fid_every", "0"] if name == "off"
+                                                                                     else [])),
+                                        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                        env=envs[name]) for name, run in runs.items()}
+    out = {name: p.communicate(timeout=600) + (p.returncode,) for name, p in processes.items()}
+
+    stdout, _, code = out["watched"]
+    assert code == 0 and "watch: KID on 32 samples at epoch ends, within 100% of the run's time" in stdout
+    rows = run_folder.read_jsonl(str(runs["watched"] / "metric-fid.jsonl"))
+    assert [r["epoch"] for r in rows] == [1, 2] and all(r["kid32"] == r["kid32"] for r in rows)
+    best = min(rows, key=lambda r: r["kid32"])
+    assert f"best kid32 {best['kid32']:.4f} at epoch {best['epoch']}" in stdout
+    assert (runs["watched"] / run_folder.BEST_GENERATOR_FILE).exists()
+
+    stdout, _, code = out["missing"]
+    assert code == 0 and "watch: off (" in stdout and str(tmp_path / "no.npz") in stdout
+    assert not (runs["missing"] / "metric-fid.jsonl").exists()
+    stdout, _, code = out["off"]
+    assert code == 0 and "watch:" not in stdout and not (runs["off"] / "metric-fid.jsonl").exists()
+    _, stderr, code = out["bad_share"]
+    assert code != 0 and "ILLUSTRATION_GAN_WATCH_SHARE=5% is not a share" in stderr and "Traceback" not in stderr
+
+
 def test_training_takes_only_callbacks(tmp_path):
     with pytest.raises(TypeError, match="is not a training.Callback"):
         training.train(None, None, str(tmp_path / "run"), tf.distribute.get_strategy(), callbacks=[object()])
