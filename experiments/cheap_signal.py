@@ -66,14 +66,20 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=1000)
     parser.add_argument("--num_real", type=int, default=5000)
     parser.add_argument("--gap", type=float, default=0.05)
-    parser.add_argument("--out", default="", help="write the per-generator scores here as JSON")
+    parser.add_argument("--out", default="", help="per-generator scores as JSON, written after each generator; "
+                        "generators already in it are not scored again")
     args = parser.parse_args()
 
     from illustration_gan import generate, metrics
 
     extractor = metrics.FeatureExtractor(os.environ.get("ILLUSTRATION_GAN_FID_WEIGHTS", str(WEIGHTS)))
+    done = json.loads(Path(args.out).read_text()) if args.out and Path(args.out).exists() else []
     rows = []
     for run_dir in filter(None, args.run_dirs.split(",")):
+        previous = [r for r in done if r["run_dir"] == run_dir]
+        if previous:
+            rows.append(previous[0])
+            continue
         records = [json.loads(line) for line in Path(run_dir, "metric-fid.jsonl").read_text().splitlines() if line]
         record = next(r for r in reversed(records) if "fid5k" in r)
         sampler = generate.load_sampler(run_dir)
@@ -92,8 +98,8 @@ def main() -> None:
         print(f"{run_dir}: FID5k {row['fid5k']:.1f}, FID1k {np.mean(fids):.1f} +- {np.std(fids):.1f}, "
               f"KID5k {row['kid5k']:.4f}, KID1k {np.mean(kids):.4f} +- {np.std(kids):.4f} "
               f"({row['seconds_per_1000']:.0f} s per 1,000 samples)", flush=True)
-    if args.out:
-        Path(args.out).write_text(json.dumps(rows, indent=1))
+        if args.out:
+            Path(args.out).write_text(json.dumps(rows + [r for r in done if r not in rows], indent=1))
 
     fid5k = np.array([r["fid5k"] for r in rows])
     label = f"{args.chunk / 1000:g}k"

@@ -100,7 +100,7 @@ flags.DEFINE_integer("num_real", 5000, "Real images per evaluation (at most).", 
 flags.DEFINE_string("fid_weights", "", "FID Inception weights (.npz); default: $ILLUSTRATION_GAN_FID_WEIGHTS, then "
                     "~/.cache/illustration_gan/fid_inception_v3_2015-12-05.npz (docs/evaluation.md).")
 flags.DEFINE_integer("fid_every", -1, "train: evaluate FID every N epochs and keep generator-best.keras; -1 = "
-                     "watch by KID on 1,000 samples within 5% of the run's time when the FID weights are found; "
+                     "watch by FID on 1,000 samples within 5% of the run's time when the FID weights are found; "
                      "0 = off.", lower_bound=-1)
 # Serve
 flags.DEFINE_string("host", "127.0.0.1", "serve: address to listen on (anything but loopback is reachable by "

@@ -335,8 +335,8 @@ def test_fid_every_keeps_the_best_generator_and_its_checkpoint_and_generate_and_
     assert all(np.array_equal(a, b) for a, b in zip(best_model.get_weights(), saved.get_weights()))
 
 
-def test_the_default_watch_scores_kid_keeps_the_best_and_says_when_it_is_off(real_faces, tmp_path):
-    """Issue 51 item 1: without --fid_every a run is watched when the FID weights are found (KID at
+def test_the_default_watch_scores_fid_keeps_the_best_and_says_when_it_is_off(real_faces, tmp_path):
+    """Issue 51 item 1: without --fid_every a run is watched when the FID weights are found (FID at
     epoch ends within ILLUSTRATION_GAN_WATCH_SHARE of its time; 1 = every epoch), keeps its best
     and names it; without weights it says in one line that it is not watched; --fid_every 0 is off;
     a share that is not one is refused in one line."""
@@ -354,11 +354,11 @@ def test_the_default_watch_scores_kid_keeps_the_best_and_says_when_it_is_off(rea
     out = {name: p.communicate(timeout=600) + (p.returncode,) for name, p in processes.items()}
 
     stdout, _, code = out["watched"]
-    assert code == 0 and "watch: KID on 32 samples at epoch ends, within 100% of the run's time" in stdout
+    assert code == 0 and "watch: FID on 32 samples at epoch ends, within 100% of the run's time" in stdout
     rows = run_folder.read_jsonl(str(runs["watched"] / "metric-fid.jsonl"))
-    assert [r["epoch"] for r in rows] == [1, 2] and all(r["kid32"] == r["kid32"] for r in rows)
-    best = min(rows, key=lambda r: r["kid32"])
-    assert f"best kid32 {best['kid32']:.4f} at epoch {best['epoch']}" in stdout
+    assert [r["epoch"] for r in rows] == [1, 2] and all(r["fid32"] > 0 for r in rows)
+    best = min(rows, key=lambda r: r["fid32"])
+    assert f"best fid32 {best['fid32']:.2f} at epoch {best['epoch']}" in stdout
     assert (runs["watched"] / run_folder.BEST_GENERATOR_FILE).exists()
 
     stdout, _, code = out["missing"]
