@@ -169,10 +169,10 @@ def _default_watch():
         print(f"watch: off ({str(error).splitlines()[0]}); --fid_weights turns it on", flush=True)
         return None
     samples = FLAGS.num_samples if FLAGS["num_samples"].present else evaluation.WATCH_SAMPLES
-    print(f"watch: {evaluation.WATCH_METRIC.upper()} on {samples:,} samples at epoch ends, within {share:.0%} of "
+    print(f"watch: FID on {samples:,} samples at epoch ends, within {share:.0%} of "
           f"the run's time; the best generator is kept as generator-best.keras (--fid_every 0: off)", flush=True)
     return lambda run_dir, path: evaluation.FIDMonitor(
-        run_dir, path, None, samples, FLAGS.num_real, weights, metric=evaluation.WATCH_METRIC, share=share)
+        run_dir, path, None, samples, FLAGS.num_real, weights, share=share)
 
 
 TOY_DEFAULTS = {"image_size": 32, "epochs": 10}  # the first-run default: minutes on a laptop CPU

@@ -158,7 +158,6 @@ def nearest_picture(
 # 1,000 samples 0.893, as KID5k itself ranks) and ordered every pair 5% apart as FID5k does, at a bias of
 # +14 to +16 points (experiments/cheap_signal.py; docs/experiments.md, "A cheap signal for long runs").
 # ILLUSTRATION_GAN_WATCH_SHARE sets the share.
-WATCH_METRIC = "fid"
 WATCH_SAMPLES = 1000
 WATCH_SHARE = 0.05
 WATCH_SHARE_ENV = "ILLUSTRATION_GAN_WATCH_SHARE"
@@ -183,18 +182,17 @@ class FIDMonitor(Callback):
     evaluating again keeps all evaluations within `share` of the run's time (the default watch).
     The generator with the lowest score so far is kept as generator-best.keras and its epoch's
     checkpoint in checkpoints-best/ (`--TYPE generate --best`, `serve --best`); the run ends with
-    a line naming the best epoch. `metric` ("fid" or "kid") is the score that picks the best."""
+    a line naming the best epoch."""
 
     def __init__(self, run_dir: str, path: str, every: int | None, num_samples: int, num_real: int,
-                 fid_weights: str | None = None, cache_dir: str | None = None, metric: str = "fid",
-                 share: float | None = None):
+                 fid_weights: str | None = None, cache_dir: str | None = None, share: float | None = None):
         self.run_dir, self.path, self.every, self.share = run_dir, path, every, share
         self.num_samples, self.num_real = num_samples, num_real
         self.fid_weights, self.cache_dir, self.real = fid_weights, cache_dir, None
         # An explicit --fid_every fails before training starts, not after an hour; the watch builds
         # Inception at its first evaluation, which a short run never reaches.
         self.extractor = _extractor(fid_weights) if every else None
-        self.key = f"{metric}{metrics.count_label(num_samples)}"
+        self.key = f"fid{metrics.count_label(num_samples)}"
         previous = [r for r in run_folder.read_jsonl(os.path.join(run_dir, METRIC_FILE)) if self.key in r]
         best = min(previous, key=lambda r: r[self.key], default={})
         self.best, self.best_epoch = best.get(self.key, float("inf")), best.get("epoch")
@@ -235,7 +233,7 @@ class FIDMonitor(Callback):
              "wall_time": time.time()},
         )
         note = f"  (best so far: saved {run_folder.BEST_GENERATOR_FILE})" if self.new_best else ""
-        print(f"  {self.key} {scores[self.key]:.{4 if self.key.startswith('kid') else 2}f}{note}", flush=True)
+        print(f"  {self.key} {scores[self.key]:.2f}{note}", flush=True)
 
     def on_checkpoint(self, trainer, epoch: int, prefix: str) -> None:
         if self.new_best:
@@ -243,7 +241,6 @@ class FIDMonitor(Callback):
 
     def on_train_end(self, trainer) -> None:
         if self.best_epoch is not None:
-            print(f"best {self.key} {self.best:.{4 if self.key.startswith('kid') else 2}f} at epoch "
-                  f"{self.best_epoch}: "
+            print(f"best {self.key} {self.best:.2f} at epoch {self.best_epoch}: "
                   f"{os.path.join(self.run_dir, run_folder.BEST_GENERATOR_FILE)} (--best with generate and serve)",
                   flush=True)
