@@ -310,6 +310,41 @@ def test_a_forced_collapse_rolls_back_to_the_last_good_epoch_and_halves_the_rate
         np.testing.assert_array_equal(np.asarray(rolled_back), np.asarray(good))
 
 
+class _DivergeAt(training.Callback):
+    """Forces a divergence in epoch `epoch`: D's learning rate x300 and G's 0 for that epoch, so D
+    learns the reals apart in a few steps (D(x) jumps) while the samples stay as they were."""
+
+    def __init__(self, epoch: int, steps_per_epoch: int):
+        self.first_step = (epoch - 1) * steps_per_epoch
+
+    def on_train_begin(self, trainer):
+        self.trainer = trainer
+
+    def on_steps_begin(self, step):
+        if step == self.first_step:
+            self.trainer.d_optimizer.learning_rate.assign(self.trainer.d_optimizer.learning_rate * 300)
+            self.trainer.g_optimizer.learning_rate.assign(0.0)
+
+
+def test_a_forced_divergence_rolls_back_when_d_x_jumps_and_the_diversity_alone_would_not(
+        tmp_path, noise_faces, capsys):
+    source = noise_faces(32)  # 4 steps per epoch at batch 8
+    run_dir = tmp_path / "run"
+    config = _tiny(epochs=4, update_order="alternating")
+    trainer = training.train(config, source, str(run_dir), tf.distribute.get_strategy(),
+                             callbacks=[_DivergeAt(3, 4)])
+    records = run_folder.read_jsonl(str(run_dir / "stats.jsonl"))
+    assert [r.get("rolled_back_to") for r in records] == [None, None, 2, None], [r["d_real"] for r in records]
+    assert records[2]["d_real"] - records[1]["d_real"] > 0.15
+    assert records[2]["diversity"] >= 0.25 * max(r["diversity"] for r in records[:2])  # not a collapse
+    out = capsys.readouterr().out
+    assert f"epoch 3: D(x) rose to {records[2]['d_real']:.2f} from {records[1]['d_real']:.2f} at epoch 2, " \
+           "a divergence: rolled back to epoch 2's networks and halved both learning rates" in out
+    assert trainer.rate_factor == 0.5
+    # Epoch 4 trained from epoch 2's networks at half the rates: D(x) back near epoch 2's.
+    assert abs(records[3]["d_real"] - records[1]["d_real"]) < 0.1
+
+
 def test_a_resumed_run_on_fewer_images_says_so_and_counts_its_epochs_by_them(tmp_path, noise_faces, capsys):
     """Issue 49, item 6: after the dataset shrank from 32 to 16 images, the resumed epoch 3 ran one step
     (its start was reckoned at 2 epochs of today's 2 steps, not the 8 steps the run had taken), unannounced."""
