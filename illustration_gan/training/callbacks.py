@@ -123,10 +123,11 @@ class CollapseGuard(Callback):
       COLLAPSE_SHARE of the highest seen. The share is a choice, not a measurement: a collapse to
       near-identical faces falls far below it.
     - a divergence: D(x), the epoch's mean probability D gives the reals, rises more than
-      DIVERGENCE_RISE above its value at the last epoch that passed. In 32 unforced runs of
-      `fast`, `dcgan`, `dense` and the toy faces (46 to 750 steps an epoch, 900 epochs) no epoch
-      rose more than 0.09; rates x20 for an epoch rose 0.28, and the one unforced collapse the
-      diversity test caught rose 0.20 with it (docs/experiments.md, "A guard for divergence").
+      DIVERGENCE_RISE above its value at the last epoch that passed. In 27 unforced minimax runs
+      of `fast`, `dcgan`, `dense` and `illustration` (46 to 750 steps an epoch, 653 epoch-to-epoch
+      changes) none rose more than 0.09; rates x20 for an epoch rose 0.28, and the one unforced
+      collapse the diversity test caught rose 0.20 with it (docs/experiments.md, "A guard for
+      divergence").
       Only where D(x) is a probability and D updates every step: the minimax loss, no --balance.
 
     Then the networks, optimizers and regime state return to the last epoch that passed (the
