@@ -291,13 +291,16 @@ class _CollapseAt(training.Callback):
             first_kernel.assign(tf.zeros_like(first_kernel))
 
 
+def _train_forced(run_dir, source, epochs: int, force: training.Callback):
+    """A tiny alternating run of `epochs` with `force` among its callbacks: the trainer, its config and stats."""
+    config = _tiny(epochs=epochs, update_order="alternating")
+    trainer = training.train(config, source, str(run_dir), tf.distribute.get_strategy(), callbacks=[force])
+    return trainer, config, run_folder.read_jsonl(str(run_dir / "stats.jsonl"))
+
+
 def test_a_forced_collapse_rolls_back_to_the_last_good_epoch_and_halves_the_rates(tmp_path, noise_faces, capsys):
-    source = noise_faces(32)  # 4 steps per epoch at batch 8
     run_dir = tmp_path / "run"
-    config = _tiny(epochs=3, update_order="alternating")
-    trainer = training.train(config, source, str(run_dir), tf.distribute.get_strategy(),
-                             callbacks=[_CollapseAt(3, 4)])
-    records = run_folder.read_jsonl(str(run_dir / "stats.jsonl"))
+    trainer, config, records = _train_forced(run_dir, noise_faces(32), 3, _CollapseAt(3, 4))  # 4 steps an epoch
     assert [r.get("rolled_back_to") for r in records] == [None, None, 2], [r["diversity"] for r in records]
     assert records[2]["diversity"] < 0.25 * max(r["diversity"] for r in records[:2])
     assert "a collapse: rolled back to epoch 2's networks and halved both learning rates" in capsys.readouterr().out
@@ -328,12 +331,7 @@ class _DivergeAt(training.Callback):
 
 def test_a_forced_divergence_rolls_back_when_d_x_jumps_and_the_diversity_alone_would_not(
         tmp_path, noise_faces, capsys):
-    source = noise_faces(32)  # 4 steps per epoch at batch 8
-    run_dir = tmp_path / "run"
-    config = _tiny(epochs=4, update_order="alternating")
-    trainer = training.train(config, source, str(run_dir), tf.distribute.get_strategy(),
-                             callbacks=[_DivergeAt(3, 4)])
-    records = run_folder.read_jsonl(str(run_dir / "stats.jsonl"))
+    trainer, _, records = _train_forced(tmp_path / "run", noise_faces(32), 4, _DivergeAt(3, 4))
     assert [r.get("rolled_back_to") for r in records] == [None, None, 2, None], [r["d_real"] for r in records]
     assert records[2]["d_real"] - records[1]["d_real"] > 0.15
     assert records[2]["diversity"] >= 0.25 * max(r["diversity"] for r in records[:2])  # not a collapse
