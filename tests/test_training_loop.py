@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from illustration_gan import config as config_lib
 from illustration_gan import run_folder, training
+from illustration_gan.training import callbacks
 
 OLD_RUN = Path(__file__).parent / "data" / "run-b48cc7b"
 
@@ -259,8 +260,6 @@ def test_max_minutes_is_the_whole_runs_budget_across_a_resume(tmp_path, noise_fa
 def test_the_progress_line_times_the_calls_after_the_compiling_one(monkeypatch, capsys):
     """The run's first call traces and compiles the step: its seconds do not enter the time left
     (the first line once said "epoch left 1h10m" for a run of minutes)."""
-    from illustration_gan.training import callbacks
-
     clock = [1000.0]
     monkeypatch.setattr(callbacks.time, "time", lambda: clock[0])
     progress = callbacks.Progress(callbacks.Log(None), epochs=1, steps_per_epoch=100, batch_size=8, deadline=1e12)
@@ -330,7 +329,10 @@ class _DivergeAt(training.Callback):
 
 
 def test_a_forced_divergence_rolls_back_when_d_x_jumps_and_the_diversity_alone_would_not(
-        tmp_path, noise_faces, capsys):
+        tmp_path, noise_faces, capsys, monkeypatch):
+    # D(x) is judged from CollapseGuard.DIVERGENCE_AFTER updates on (1,000; a tiny D has learnt noise by
+    # then, leaving no room to rise): here from the end of epoch 2, step 8.
+    monkeypatch.setattr(callbacks.CollapseGuard, "DIVERGENCE_AFTER", 8)
     trainer, _, records = _train_forced(tmp_path / "run", noise_faces(32), 4, _DivergeAt(3, 4))
     assert [r.get("rolled_back_to") for r in records] == [None, None, 2, None], [r["d_real"] for r in records]
     assert records[2]["d_real"] - records[1]["d_real"] > 0.15
